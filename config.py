@@ -1,0 +1,175 @@
+"""Every setting of the project, as command-line flags with the defaults of the released code.
+
+Edit a default here or override it: `python main.py --uncertainty=True --num_glimpses=8`.
+Booleans take `--flag=True` / `--flag=False`. Settings whose default depends on the dataset
+(SPEC's table) are `None` here and filled in by `get_config` unless given on the command line.
+"""
+import argparse
+import sys
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; main.py prints its message as one sentence and exits 2."""
+
+
+def str2bool(v):
+    if v.lower() in ("true", "1", "yes"):
+        return True
+    if v.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got '{v}'")
+
+
+# SPEC's table: the paper's settings for each dataset, used where the user set no value.
+DATASET_DEFAULTS = {
+    "mnist": dict(patch_size=8, num_patches=1, glimpse_scale=2, num_glimpses=6, std=0.10,
+                  lambda_intrinsic=1e-1, lambda_uncertainty=1e-5),
+    "translated": dict(patch_size=12, num_patches=3, glimpse_scale=2, num_glimpses=6, std=0.03,
+                       lambda_intrinsic=1e-2, lambda_uncertainty=1e-5),
+}
+IMAGE_SIZE = {"mnist": 28, "translated": 60}
+
+parser = argparse.ArgumentParser(
+    description="Recurrent Attention Model with the active-sampling objectives of Lu (2019).",
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+
+# The paper's new parameters.
+paper = parser.add_argument_group("active sampling (Lu 2019)")
+paper.add_argument("--uncertainty", type=str2bool, default=False,
+                   help="add the error network and the self-uncertainty terms L_fit + L_unc")
+paper.add_argument("--intrinsic", type=str2bool, default=False,
+                   help="add the intrinsic term: cross-entropy of p_T to the uniform label")
+paper.add_argument("--lambda_uncertainty", type=float, default=None,
+                   help="lambda_1, weight of L_unc = lambda_1 * sum_{b,t,k} e_t; "
+                        "default 1e-5")
+paper.add_argument("--lambda_intrinsic", type=float, default=None,
+                   help="lambda_2, weight of L_intr; the cross-entropy is SUMMED over the batch "
+                        "(as in the released code), so the paper's values transfer only at batch "
+                        "32; default 1e-1 (mnist), 1e-2 (translated)")
+paper.add_argument("--dynamic", type=str2bool, default=False,
+                   help="test with a per-sample dynamic number of glimpses (stop when the "
+                        "confidence bounds of the two best classes separate)")
+paper.add_argument("--exploration_rate", type=float, nargs="+", default=[0.3],
+                   help="eps of the dynamic stopping rule; several values sweep them")
+paper.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="mnist",
+                   help="28x28 MNIST, or MNIST pasted at a random place on a 60x60 canvas")
+
+# The Recurrent Attention Model.
+ram = parser.add_argument_group("glimpse network")
+ram.add_argument("--patch_size", type=int, default=None, help="g: side of the smallest patch; "
+                 "default 8 (mnist), 12 (translated)")
+ram.add_argument("--glimpse_scale", type=int, default=None,
+                 help="s: each patch is s times wider than the previous one; default 2")
+ram.add_argument("--num_patches", type=int, default=None,
+                 help="k: patches per glimpse; default 1 (mnist), 3 (translated)")
+ram.add_argument("--loc_hidden", type=int, default=128, help="size of h_l, the location code")
+ram.add_argument("--glimpse_hidden", type=int, default=128, help="size of h_phi, the patch code")
+
+core = parser.add_argument_group("core and policy")
+core.add_argument("--num_glimpses", type=int, default=None,
+                  help="T: glimpses per image in training (and in testing unless "
+                       "--test_glimpses is set); default 6")
+core.add_argument("--hidden_size", type=int, default=256, help="size of h_t")
+core.add_argument("--std", type=float, default=None,
+                  help="standard deviation of the Gaussian location policy; "
+                       "default 0.10 (mnist), 0.03 (translated)")
+core.add_argument("--M", type=int, default=1,
+                  help="Monte Carlo samples per test image; their log-probabilities are averaged")
+
+data = parser.add_argument_group("data")
+data.add_argument("--download", type=str2bool, default=False,
+                  help="download MNIST through torchvision if its files are missing from data_dir")
+data.add_argument("--valid_size", type=float, default=0.1,
+                  help="fraction of the 60,000 training images held out for validation")
+data.add_argument("--batch_size", type=int, default=32, help="images per minibatch")
+data.add_argument("--num_workers", type=int, default=0,
+                  help="DataLoader worker processes that gather and normalise batches")
+data.add_argument("--shuffle", type=str2bool, default=True,
+                  help="shuffle the training images every epoch")
+data.add_argument("--subset", type=int, default=0,
+                  help="use only the first N training and N test images (0: all); for short "
+                       "trial runs, which get their own run name")
+
+train = parser.add_argument_group("training")
+train.add_argument("--is_train", type=str2bool, default=True,
+                   help="train (then test the best checkpoint), or only test a checkpoint")
+train.add_argument("--epochs", type=int, default=100, help="maximum number of epochs")
+train.add_argument("--init_lr", type=float, default=3e-4, help="Adam's initial learning rate")
+train.add_argument("--lr_schedule", choices=["exp", "plateau"], default="exp",
+                   help="exp: lr x0.95 after every epoch; plateau: ReduceLROnPlateau on the "
+                        "validation loss (recommended for plain RAM)")
+train.add_argument("--lr_patience", type=int, default=20,
+                   help="epochs without a lower validation loss before plateau halves the lr")
+train.add_argument("--train_patience", type=int, default=50,
+                   help="stop after this many epochs without a better validation accuracy")
+
+misc = parser.add_argument_group("misc")
+misc.add_argument("--use_gpu", type=str2bool, default=False, help="run on CUDA")
+misc.add_argument("--best", type=str2bool, default=True,
+                  help="test the best checkpoint (by validation accuracy), else the latest")
+misc.add_argument("--random_seed", type=int, default=1, help="seed of every random number")
+misc.add_argument("--data_dir", default="./data", help="folder holding MNIST/raw/")
+misc.add_argument("--ckpt_dir", default="./ckpt", help="where checkpoints are written")
+misc.add_argument("--logs_dir", default="./logs", help="tensorboard logs and training CSVs")
+misc.add_argument("--use_tensorboard", type=str2bool, default=True,
+                  help="write tensorboard event files to logs_dir/<run name>")
+misc.add_argument("--resume", type=str2bool, default=False,
+                  help="continue training from the latest checkpoint")
+misc.add_argument("--plot_freq", type=int, default=1,
+                  help="every that many epochs, save the first training batch's images and "
+                       "glimpse locations (0: never)")
+
+
+def variant_name(cfg):
+    return {(False, False): "original", (True, False): "uncertainty",
+            (False, True): "intrinsic", (True, True): "both"}[(cfg.uncertainty, cfg.intrinsic)]
+
+
+def run_name(cfg):
+    """Names checkpoints and logs, so that no two variants, datasets or settings collide."""
+    name = (f"{cfg.dataset}_ram_{cfg.num_glimpses}_{cfg.patch_size}x{cfg.patch_size}"
+            f"_s{cfg.glimpse_scale}_k{cfg.num_patches}_{variant_name(cfg)}_seed{cfg.random_seed}")
+    return name + (f"_subset{cfg.subset}" if cfg.subset else "")
+
+
+def get_config(argv=None):
+    """Parse flags, fill in the dataset's defaults and check the settings.
+
+    Unknown flags and malformed values exit through argparse (status 2); impossible
+    combinations raise ConfigError."""
+    cfg = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    for key, value in DATASET_DEFAULTS[cfg.dataset].items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, value)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg):
+    """Raise ConfigError, in one sentence, for settings that cannot work."""
+    canvas = IMAGE_SIZE[cfg.dataset]
+    largest = cfg.patch_size * cfg.glimpse_scale ** (cfg.num_patches - 1) if cfg.num_patches >= 1 else 0
+    rules = [
+        (cfg.std > 0, f"--std must be positive, got {cfg.std}"),
+        (cfg.patch_size >= 1, f"--patch_size must be at least 1, got {cfg.patch_size}"),
+        (cfg.glimpse_scale >= 1, f"--glimpse_scale must be at least 1, got {cfg.glimpse_scale}"),
+        (cfg.num_patches >= 1, f"--num_patches must be at least 1, got {cfg.num_patches}"),
+        (largest <= canvas, f"the largest patch ({largest} pixels: patch_size {cfg.patch_size} "
+                            f"x glimpse_scale {cfg.glimpse_scale}^{cfg.num_patches - 1}) is larger "
+                            f"than the {canvas}x{canvas} {cfg.dataset} image"),
+        (cfg.num_glimpses >= 1, f"--num_glimpses must be at least 1, got {cfg.num_glimpses}"),
+        (0 <= cfg.valid_size < 1, f"--valid_size must be in [0, 1), got {cfg.valid_size}"),
+        (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
+        (cfg.M >= 1, f"--M must be at least 1, got {cfg.M}"),
+        (cfg.lambda_uncertainty >= 0, f"--lambda_uncertainty must not be negative, got {cfg.lambda_uncertainty}"),
+        (cfg.lambda_intrinsic >= 0, f"--lambda_intrinsic must not be negative, got {cfg.lambda_intrinsic}"),
+        (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (cfg.init_lr > 0, f"--init_lr must be positive, got {cfg.init_lr}"),
+        (cfg.num_workers >= 0, f"--num_workers must not be negative, got {cfg.num_workers}"),
+        (cfg.subset >= 0, f"--subset must not be negative, got {cfg.subset}"),
+        (cfg.plot_freq >= 0, f"--plot_freq must not be negative, got {cfg.plot_freq}"),
+        (all(e >= 0 for e in cfg.exploration_rate), f"--exploration_rate must not be negative, got {cfg.exploration_rate}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)

@@ -1,0 +1,215 @@
+"""MNIST and 60x60 translated MNIST as in-memory tensors, served in minibatches.
+
+The four IDX files live in `data_dir/MNIST/raw/` (torchvision's layout), gzipped or not; the
+repository ships the gzipped ones, so a fresh clone needs no network. Images are normalised
+once with MNIST's mean and std and kept as one tensor, so a batch is one indexing operation.
+
+Translated MNIST (SPEC): the 28x28 digit is pasted at a uniform random top-left corner in
+[0, 32)^2 of a 60x60 canvas filled with the batch's minimum (the normalised background).
+Training and validation batches are translated afresh every time; the test set is translated
+once with seed 0, so every evaluation sees the same 10,000 images.
+"""
+import gzip
+import os
+import shutil
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets import MNIST
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CANVAS, DIGIT = 60, 28
+TEST_TRANSLATION_SEED = 0  # the released code's seed for its fixed translated test set
+
+# name -> (IDX magic number, number of items): what a valid file must say in its header.
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (2051, 60000),
+    "train-labels-idx1-ubyte": (2049, 60000),
+    "t10k-images-idx3-ubyte": (2051, 10000),
+    "t10k-labels-idx1-ubyte": (2049, 10000),
+}
+
+
+class DataError(RuntimeError):
+    """Missing or malformed data files; main.py prints the message and exits 1."""
+
+
+def _check_idx(path, magic, count):
+    """Check the IDX header and the file size, so a truncated or foreign file fails clearly."""
+    expected = 16 + count * DIGIT * DIGIT if magic == 2051 else 8 + count
+    with open(path, "rb") as f:
+        header = f.read(8)
+    found_magic = int.from_bytes(header[:4], "big") if len(header) >= 4 else None
+    found_count = int.from_bytes(header[4:8], "big") if len(header) == 8 else None
+    size = os.path.getsize(path)
+    if found_magic != magic or found_count != count or size != expected:
+        raise DataError(f"{path} is not a valid MNIST file: expected magic number {magic}, "
+                        f"{count} items and {expected} bytes, found magic number {found_magic}, "
+                        f"{found_count} items and {size} bytes.")
+
+
+def prepare_mnist(data_dir, download=False):
+    """Make sure the four uncompressed IDX files are in data_dir/MNIST/raw and valid.
+
+    Decompresses shipped .gz files; downloads through torchvision only when files are missing
+    and `download` is set."""
+    raw = os.path.join(data_dir, "MNIST", "raw")
+    for name in MNIST_FILES:
+        path, gz = os.path.join(raw, name), os.path.join(raw, name + ".gz")
+        if not os.path.exists(path) and os.path.exists(gz):
+            tmp = path + ".part"  # decompress beside, then rename: never a half-written file
+            try:
+                with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as e:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise DataError(f"{gz} could not be decompressed ({e}).") from e
+            os.replace(tmp, path)
+    missing = [n for n in MNIST_FILES if not os.path.exists(os.path.join(raw, n))]
+    if missing and download:
+        MNIST(data_dir, train=True, download=True)
+        missing = [n for n in MNIST_FILES if not os.path.exists(os.path.join(raw, n))]
+    if missing:
+        raise DataError(f"MNIST files missing from {os.path.abspath(raw)}: "
+                        f"{', '.join(missing)} (gzipped or not); copy them there, "
+                        f"or pass --download=True on a machine with internet access.")
+    for name, (magic, count) in MNIST_FILES.items():
+        _check_idx(os.path.join(raw, name), magic, count)
+
+
+def load_mnist(data_dir, train, download=False):
+    """(images, labels): normalised float images (N, 1, 28, 28) and int64 labels (N,)."""
+    prepare_mnist(data_dir, download)
+    ds = MNIST(data_dir, train=train, download=False)
+    images = (ds.data.float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)).unsqueeze(1)
+    return images, ds.targets.long()
+
+
+def translate(x, generator=None):
+    """Paste each 28x28 image of x (B, C, 28, 28) at a random place on a 60x60 canvas filled
+    with x's minimum: (B, C, 60, 60). One scatter for the whole batch."""
+    B, C = x.shape[:2]
+    corner = torch.randint(0, CANVAS - DIGIT + 1, (B, 2), generator=generator,
+                           device=generator.device if generator is not None else x.device)
+    corner = corner.to(x.device)
+    offs = torch.arange(DIGIT, device=x.device)
+    rows = corner[:, 0, None, None] + offs[None, :, None]
+    cols = corner[:, 1, None, None] + offs[None, None, :]
+    idx = (rows * CANVAS + cols).reshape(B, 1, DIGIT * DIGIT).expand(B, C, DIGIT * DIGIT)
+    canvas = x.new_full((B, C, CANVAS * CANVAS), x.min().item())
+    canvas.scatter_(2, idx, x.reshape(B, C, DIGIT * DIGIT))
+    return canvas.reshape(B, C, CANVAS, CANVAS)
+
+
+class _Batches(Dataset):
+    """Indexed by a whole list of indices: one __getitem__ per minibatch, not per image."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        idx = torch.as_tensor(idx)
+        return self.images[idx], self.labels[idx]
+
+
+class EpochSampler:
+    """Yields lists of indices, a fresh permutation every epoch drawn from its own generator.
+
+    Its state is saved in checkpoints so that training resumes, even mid-epoch, on the very
+    same batches: mid-epoch it is the generator state this epoch's order was drawn from plus
+    the number of batches already served; between epochs, the state the next draw starts from.
+    """
+
+    def __init__(self, indices, batch_size, shuffle, seed):
+        self.indices = torch.as_tensor(indices)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_state = self.generator.get_state()
+        self.skip = 0
+
+    def __len__(self):
+        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        self.epoch_state = self.generator.get_state()
+        order = self.indices
+        if self.shuffle:
+            order = order[torch.randperm(len(order), generator=self.generator)]
+        start, self.skip = self.skip, 0
+        for b in range(start, len(self)):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+    def state_dict(self, batches_done):
+        if batches_done == 0:
+            return {"generator": self.generator.get_state(), "skip": 0}
+        return {"generator": self.epoch_state, "skip": batches_done}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+        self.skip = state["skip"]
+
+
+class Loader:
+    """Minibatches (x, y) on `device`: x (B, 1, S, S) normalised, y (B,) int64.
+
+    With `translated`, every batch is pasted afresh onto a 60x60 canvas, with corners drawn
+    from a CPU generator of its own (the same translations on CPU and CUDA)."""
+
+    def __init__(self, images, labels, indices, batch_size, shuffle, seed, translated, device,
+                 num_workers=0):
+        self.sampler = EpochSampler(indices, batch_size, shuffle, seed)
+        self.loader = DataLoader(_Batches(images, labels), sampler=self.sampler, batch_size=None,
+                                 num_workers=num_workers, persistent_workers=num_workers > 0,
+                                 pin_memory=torch.device(device).type == "cuda")
+        self.translated, self.device = translated, device
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.num_images = len(self.sampler.indices)
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            yield (translate(x, self.generator) if self.translated else x), y
+
+    def state_dict(self, batches_done=0):
+        return {"sampler": self.sampler.state_dict(batches_done),
+                "translation": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["translation"])
+
+
+def get_train_valid_loaders(cfg, device):
+    """Seeded 90/10 split of the 60,000 training images (of the first `subset` with --subset)."""
+    images, labels = load_mnist(cfg.data_dir, train=True, download=cfg.download)
+    n = cfg.subset or len(labels)
+    order = np.random.RandomState(cfg.random_seed).permutation(n)
+    split = int(np.floor(cfg.valid_size * n))
+    translated = cfg.dataset == "translated"
+    common = dict(translated=translated, device=device, num_workers=cfg.num_workers)
+    train = Loader(images, labels, order[split:], cfg.batch_size, cfg.shuffle,
+                   cfg.random_seed, **common)
+    valid = Loader(images, labels, order[:split], cfg.batch_size, False,
+                   cfg.random_seed + 2, **common)
+    return train, valid
+
+
+def get_test_loader(cfg, device, batch_size):
+    """The 10,000 test images (the first `subset` with --subset), in order; translated once
+    with a fixed seed, so that every evaluation sees the same images."""
+    images, labels = load_mnist(cfg.data_dir, train=False, download=cfg.download)
+    n = cfg.subset or len(labels)
+    images, labels = images[:n], labels[:n]
+    if cfg.dataset == "translated":
+        images = translate(images, torch.Generator().manual_seed(TEST_TRANSLATION_SEED))
+    return Loader(images, labels, np.arange(n), batch_size, False, 0, translated=False,
+                  device=device, num_workers=cfg.num_workers)

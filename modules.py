@@ -1,0 +1,172 @@
+"""The networks of the Recurrent Attention Model, one small module per box of the paper's figure.
+
+Notation (SPEC.md): B batch, C channels, H x W image, g patch size, k patches, s scale,
+l_t in [-1, 1]^2 with l[:, 0] the column (x) and l[:, 1] the row (y), (-1, -1) the top-left.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Retina(nn.Module):
+    """rho(x, l): k concentric square patches around l, each s times wider than the last,
+    every one average-pooled back to g x g, concatenated and flattened.
+
+    The centre pixel is floor((l + 1) / 2 * H) (row from l_y, column from l_x with W); a patch
+    of side n covers [c - n // 2, c - n // 2 + n); pixels outside the image read as 0.
+
+    Vectorised over the batch: the image is zero-padded once, the largest patch is gathered
+    for every sample with one indexing operation, and the smaller patches are centre crops of
+    it (they share the centre, so patch i starts n_max // 2 - n_i // 2 pixels into the largest).
+
+    x: (B, C, H, W), l: (B, 2) -> (B, k * g * g * C), ordered patch-major, then C, g, g.
+    """
+
+    def __init__(self, g, k, s):
+        super().__init__()
+        self.g, self.k, self.s = g, k, s
+        self.sizes = [g * s**i for i in range(k)]
+        self.n_max = self.sizes[-1]
+
+    def pad(self, x):
+        """Zero-pad x so that any patch centred in [0, H] x [0, W] lies inside: (B, C, H', W').
+
+        Separate from forward so that an unroll of T glimpses pads the image only once."""
+        before, after = self.n_max // 2, self.n_max - self.n_max // 2
+        return F.pad(x, (before, after, before, after))
+
+    def extract(self, x_padded, l, image_hw):
+        """The glimpse vector from an image already padded by `pad`: (B, k * g * g * C)."""
+        B, C, Hp, Wp = x_padded.shape
+        H, W = image_hw
+        n = self.n_max
+        # Top-left corner of the largest patch in padded coordinates: c - n//2 + n//2 = c.
+        col = torch.floor((l[:, 0] + 1) / 2 * W).long()
+        row = torch.floor((l[:, 1] + 1) / 2 * H).long()
+        offs = torch.arange(n, device=l.device)
+        # Linear index of every pixel of every sample's largest patch: (B, n, n).
+        idx = (row[:, None, None] + offs[None, :, None]) * Wp + (col[:, None, None] + offs[None, None, :])
+        flat = x_padded.reshape(B, C, Hp * Wp)
+        big = flat.gather(2, idx.reshape(B, 1, n * n).expand(B, C, n * n)).reshape(B, C, n, n)
+        patches = []
+        for size in self.sizes:
+            start = n // 2 - size // 2
+            patch = big[:, :, start:start + size, start:start + size]
+            r = size // self.g  # average-pooling kernel n // g, written as a reshape and mean
+            patches.append(patch.reshape(B, C, self.g, r, self.g, r).mean(dim=(3, 5)))
+        return torch.cat([p.reshape(B, -1) for p in patches], dim=1)
+
+    def forward(self, x, l):
+        return self.extract(self.pad(x), l, x.shape[-2:])
+
+
+class GlimpseNetwork(nn.Module):
+    """f_g: g_t = relu(fc3(h_phi) + fc4(h_l)), h_phi = relu(fc1(rho(x, l))), h_l = relu(fc2(l)).
+
+    It sees the previous location l_{t-1}.
+    rho: (B, k * g * g * C), l_{t-1}: (B, 2) -> g_t: (B, glimpse_hidden + loc_hidden).
+    """
+
+    def __init__(self, retina_size, glimpse_hidden, loc_hidden):
+        super().__init__()
+        out = glimpse_hidden + loc_hidden
+        self.fc1 = nn.Linear(retina_size, glimpse_hidden)
+        self.fc2 = nn.Linear(2, loc_hidden)
+        self.fc3 = nn.Linear(glimpse_hidden, out)
+        self.fc4 = nn.Linear(loc_hidden, out)
+
+    def forward(self, rho, l_prev):
+        h_phi = F.relu(self.fc1(rho))
+        h_l = F.relu(self.fc2(l_prev))
+        return F.relu(self.fc3(h_phi) + self.fc4(h_l))
+
+
+class CoreNetwork(nn.Module):
+    """f_h: h_t = relu(i2h(g_t) + h2h(h_{t-1})).
+
+    g_t: (B, input_size), h_{t-1}: (B, hidden_size) -> h_t: (B, hidden_size).
+    """
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.i2h = nn.Linear(input_size, hidden_size)
+        self.h2h = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, g_t, h_prev):
+        return F.relu(self.i2h(g_t) + self.h2h(h_prev))
+
+
+class LocationNetwork(nn.Module):
+    """f_l: the Gaussian policy pi(l_t | h_t) with fixed std.
+
+    mu_t = clamp(fc(h_t), -1, 1); l_t = clamp(mu_t + N(0, std^2), -1, 1);
+    log_pi = sum over (x, y) of log N(l_t; mu_t, std).
+    h_t: (B, hidden_size) -> l_t: (B, 2) (no gradient), log_pi: (B,).
+    """
+
+    def __init__(self, hidden_size, std):
+        super().__init__()
+        self.std = std
+        self.fc = nn.Linear(hidden_size, 2)
+
+    def forward(self, h_t):
+        # detach h_t: the policy is trained by REINFORCE only, and REINFORCE must not reach the
+        # core or glimpse networks (the stop-gradient of the original RAM).
+        mu = torch.clamp(self.fc(h_t.detach()), -1, 1)
+        # detach l_t: a sampled location is an action, not a differentiable function of mu.
+        l_t = torch.clamp(mu + self.std * torch.randn_like(mu), -1, 1).detach()
+        log_pi = (-(l_t - mu) ** 2 / (2 * self.std**2)
+                  - math.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(dim=1)
+        return l_t, log_pi
+
+
+class ActionNetwork(nn.Module):
+    """f_a: log p_t = log_softmax(fc(h_t)).  h_t: (..., hidden_size) -> (..., num_classes)."""
+
+    def __init__(self, hidden_size, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, h_t):
+        return F.log_softmax(self.fc(h_t), dim=-1)
+
+
+class BaselineNetwork(nn.Module):
+    """f_b: b_t = relu(fc(h_t)), the REINFORCE baseline.  h_t: (..., hidden_size) -> (...,)."""
+
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, 1)
+
+    def forward(self, h_t):
+        # detach h_t: the baseline only tracks the expected reward; its regression loss must
+        # not shape the representation that the classifier uses.
+        return F.relu(self.fc(h_t.detach())).squeeze(-1)
+
+
+class ErrorNetwork(nn.Module):
+    """f_e (Lu 2019): e_t = relu(fc([h_t, p_t])), the self-uncertainty, an estimate of the
+    per-class absolute error |onehot(y) - p_t|.
+
+    h_t: (..., hidden_size), p_t: (..., num_classes) -> e_t, e_t_fit: (..., num_classes).
+
+    The same value is returned twice with different gradient routes (SPEC):
+    e_t for L_unc, whose gradient reaches RAM through h_t and p_t but not these weights;
+    e_t_fit for L_fit, whose gradient reaches these weights only.
+    """
+
+    def __init__(self, hidden_size, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size + num_classes, num_classes)
+
+    def forward(self, h_t, p_t):
+        z = torch.cat([h_t, p_t], dim=-1)
+        # detach the weights: minimising the predicted error must move RAM, not shrink the
+        # estimator that makes the prediction.
+        e_t = F.relu(F.linear(z, self.fc.weight.detach(), self.fc.bias.detach()))
+        # detach the input: fitting the estimator must not move RAM towards easier-to-predict
+        # states.
+        e_t_fit = F.relu(self.fc(z.detach()))
+        return e_t, e_t_fit

@@ -1,0 +1,295 @@
+"""Training and testing: the objective of SPEC term by term, the schedule, checkpoints, logs."""
+import csv
+import os
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from config import run_name
+from model import RecurrentAttention
+from utils import ARCHITECTURE, TRAINING, CheckpointError, load_checkpoint, save_checkpoint
+
+EVAL_BATCH = 1000  # images per evaluation batch; results do not depend on it
+
+
+def loss_terms(out, y, cfg):
+    """Every term of the objective, each computed here once, for one minibatch.
+
+    out: Glimpses of T steps, y: (B,) labels. Returns (terms, reward): terms maps a name to a
+    scalar tensor, already weighted, whose sum is the loss; reward R (B,) is 1 where argmax
+    p_T == y. Which parameters each term reaches is set by the detaches in modules.py and
+    here, and checked term by term in tests/test_gradients.py.
+    """
+    log_p_T = out.log_probs[-1]  # (B, K): the prediction after the last glimpse
+    # R is a reward, not a function to differentiate (argmax has no gradient anyway).
+    reward = (log_p_T.argmax(dim=1) == y).float()
+    # The same R for every step: one reward at the end, credited to every action.
+    R = reward.expand_as(out.baselines)
+    terms = {
+        # Classification: trains action, core and glimpse networks.
+        "action": F.nll_loss(log_p_T, y),
+        # Baseline regression on R: trains the baseline network only (it reads h_t.detach()).
+        "baseline": F.mse_loss(out.baselines, R),
+        # REINFORCE: detach b_t, the baseline is a constant in the policy gradient; log pi
+        # reaches the location network only (it reads h_t.detach() and l_t is an action).
+        "reinforce": (-out.log_pi * (R - out.baselines.detach())).sum(dim=0).mean(),
+    }
+    if cfg.uncertainty:
+        K = log_p_T.shape[-1]
+        # detach the target: the error network fits |onehot(y) - p_t|, it must not move p_t.
+        target = (F.one_hot(y, K).to(out.log_probs.dtype) - out.log_probs.exp()).abs().detach()
+        terms["fit"] = F.mse_loss(out.e_t_fit, target)
+        terms["uncertainty"] = cfg.lambda_uncertainty * out.e_t.sum()
+    if cfg.intrinsic:
+        # Cross-entropy to the uniform label: sum_k -(1/K) log p_T[b, k], SUMMED over the batch
+        # as in the released code (so lambda_intrinsic is tied to batch size 32).
+        terms["intrinsic"] = cfg.lambda_intrinsic * (-log_p_T.mean(dim=1)).sum()
+    return terms, reward
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Trainer:
+    """Trains RecurrentAttention with Adam, validates every epoch, keeps the latest and best
+    checkpoints, and tests a checkpoint on the test set."""
+
+    def __init__(self, cfg, device):
+        self.cfg, self.device = cfg, torch.device(device)
+        self.name = run_name(cfg)
+        self.model = RecurrentAttention(
+            patch_size=cfg.patch_size, num_patches=cfg.num_patches,
+            glimpse_scale=cfg.glimpse_scale, num_channels=1, glimpse_hidden=cfg.glimpse_hidden,
+            loc_hidden=cfg.loc_hidden, hidden_size=cfg.hidden_size, std=cfg.std).to(self.device)
+        self.ckpt_path = {kind: os.path.join(cfg.ckpt_dir, f"{self.name}_{kind}.pt")
+                          for kind in ("latest", "best")}
+        self.log_dir = os.path.join(cfg.logs_dir, self.name)
+
+    # ---------------------------------------------------------------- training
+    def train(self, train_loader, valid_loader):
+        cfg = self.cfg
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.init_lr)
+        if cfg.lr_schedule == "exp":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda epoch: 0.95**epoch)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", patience=cfg.lr_patience)
+        self.state = {"epoch": 0, "batch": 0, "global_step": 0, "best_valid_acc": 0.0,
+                      "epochs_since_best": 0, "running": [0.0, 0, 0], "history": []}
+        if cfg.resume:
+            self._resume(train_loader)
+        elif os.path.exists(self.ckpt_path["latest"]):
+            raise CheckpointError(
+                f"run {self.name} already has a checkpoint ({self.ckpt_path['latest']}); pass "
+                f"--resume=True to continue it, or move it away to train from scratch.")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.writer = self._open_writer()
+        self.iter_log = self._open_iteration_log()
+        print(f"[*] {self.name}: {train_loader.num_images} train, {valid_loader.num_images} "
+              f"valid images on {self.device}; epochs {self.state['epoch'] + 1}..{cfg.epochs}")
+        try:
+            for epoch in range(self.state["epoch"], cfg.epochs):
+                train_loss, train_acc = self.train_one_epoch(epoch, train_loader)
+                valid_loss, valid_acc = self.evaluate_loss(valid_loader)
+                lr = self.optimizer.param_groups[0]["lr"]
+                if cfg.lr_schedule == "exp":
+                    self.scheduler.step()
+                else:
+                    self.scheduler.step(valid_loss)
+                is_best = valid_acc > self.state["best_valid_acc"]
+                self.state["epochs_since_best"] = 0 if is_best else self.state["epochs_since_best"] + 1
+                self.state["best_valid_acc"] = max(valid_acc, self.state["best_valid_acc"])
+                self.state.update(epoch=epoch + 1, batch=0, running=[0.0, 0, 0])
+                self._log_epoch(epoch, train_loss, train_acc, valid_loss, valid_acc, lr)
+                print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.3f} acc "
+                      f"{100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
+                      f"{100 * valid_acc:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
+                self._save(train_loader, is_best)
+                if self.state["epochs_since_best"] >= cfg.train_patience:
+                    print(f"[!] no better validation accuracy for {cfg.train_patience} epochs: "
+                          f"stopping early.")
+                    break
+        finally:
+            self.iter_log.close()
+            if self.writer is not None:
+                self.writer.close()
+
+    def train_one_epoch(self, epoch, loader):
+        """One pass over the training set; returns the epoch's mean loss and accuracy.
+
+        The running loss and accuracy (means over the epoch so far) are logged every
+        iteration: the paper's convergence figure plots them over the first epoch."""
+        self.model.train()
+        T = self.cfg.num_glimpses
+        loss_sum, correct, seen = self.state["running"]
+        bar = tqdm(total=len(loader), initial=self.state["batch"], desc=f"epoch {epoch + 1}",
+                   leave=False, dynamic_ncols=True)
+        for x, y in loader:
+            out = self.model(x, T)
+            if self.state["batch"] == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
+                self._save_glimpses(epoch, x, out)
+            terms, reward = loss_terms(out, y, self.cfg)
+            loss = sum(terms.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            values = torch.stack([loss.detach(), reward.sum()] +
+                                 [t.detach() for t in terms.values()]).tolist()
+            if not all(np.isfinite(values)):
+                raise TrainingDiverged(
+                    f"the loss became {values[0]} at epoch {epoch + 1}, step "
+                    f"{self.state['batch'] + 1} ({', '.join(f'{k} {v:.4g}' for k, v in zip(terms, values[2:]))}); "
+                    f"stopped before the update, the last good checkpoint is kept.")
+            self.optimizer.step()
+            B = len(y)
+            loss_sum, correct, seen = loss_sum + values[0] * B, correct + values[1], seen + B
+            self.state["batch"] += 1
+            self.state["global_step"] += 1
+            self.state["running"] = [loss_sum, correct, seen]
+            self._log_iteration(epoch, loss_sum / seen, correct / seen,
+                                dict(zip(terms, values[2:])))
+            bar.update()
+            if self.state["batch"] % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
+                                refresh=False)
+        bar.close()
+        return loss_sum / seen, correct / seen
+
+    @torch.no_grad()
+    def evaluate_loss(self, loader):
+        """Mean loss (all terms of the objective) and accuracy after T glimpses."""
+        self.model.eval()
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        for x, y in loader:
+            out = self.model(x, self.cfg.num_glimpses)
+            terms, reward = loss_terms(out, y, self.cfg)
+            loss_sum += sum(terms.values()).item() * len(y)
+            correct += reward.sum().item()
+            seen += len(y)
+        return loss_sum / seen, correct / seen
+
+    # ---------------------------------------------------------------- testing
+    @torch.no_grad()
+    def test(self, test_loader):
+        """Accuracy on the test set of the best (or latest) checkpoint, with M Monte Carlo
+        samples per image whose log-probabilities are averaged."""
+        cfg = self.cfg
+        kind = "best" if cfg.best else "latest"
+        ckpt = self._load(kind)
+        self.model.eval()
+        M, correct = cfg.M, 0
+        for x, y in test_loader:
+            out = self.model(x.repeat_interleave(M, dim=0), cfg.num_glimpses)
+            log_p = out.log_probs[-1].view(len(y), M, -1).mean(dim=1)
+            correct += (log_p.argmax(dim=1) == y).sum().item()
+        acc = correct / test_loader.num_images
+        print(f"[*] test accuracy of {self.name} ({kind}, epoch {ckpt['epoch']}), "
+              f"{cfg.num_glimpses} glimpses, M={M}: {100 * acc:.2f}% "
+              f"({correct}/{test_loader.num_images})")
+        return acc
+
+    def _save_glimpses(self, epoch, x, out, n=9):
+        """The first n images of the batch and their locations l_0..l_T, for utils.py's
+        glimpse pictures: logs_dir/<run>/glimpses_epoch<E>.pt."""
+        torch.save({"images": x[:n].detach().cpu(), "locations": out.locations[:, :n].cpu(),
+                    "patch_size": self.cfg.patch_size, "num_patches": self.cfg.num_patches,
+                    "glimpse_scale": self.cfg.glimpse_scale},
+                   os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"))
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save(self, train_loader, is_best):
+        ckpt = {
+            "config": vars(self.cfg), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "data": train_loader.state_dict(self.state["batch"]), "rng": _rng_state(),
+            **self.state,
+        }
+        save_checkpoint(ckpt, self.ckpt_path["latest"])
+        if is_best:
+            save_checkpoint(ckpt, self.ckpt_path["best"])
+
+    def _load(self, kind, keys=ARCHITECTURE):
+        ckpt = load_checkpoint(self.ckpt_path[kind], self.cfg, self.device, keys)
+        self.model.load_state_dict(ckpt["model"])
+        return ckpt
+
+    def _resume(self, train_loader):
+        ckpt = self._load("latest", keys=TRAINING)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        train_loader.load_state_dict(ckpt["data"])
+        _set_rng_state(ckpt["rng"])
+        self.state = {k: ckpt[k] for k in self.state}
+        print(f"[*] resuming {self.name} from {self.ckpt_path['latest']} at epoch "
+              f"{self.state['epoch'] + 1}, step {self.state['batch'] + 1}")
+
+    # ---------------------------------------------------------------- logging
+    def _open_writer(self):
+        if not self.cfg.use_tensorboard:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+        # purge_step drops events logged after the checkpoint by a run that was interrupted.
+        return SummaryWriter(self.log_dir, purge_step=self.state["global_step"] or None)
+
+    def _open_iteration_log(self):
+        """CSV of the running train loss and accuracy at every iteration; on resume it is cut
+        back to the checkpoint's step, so it matches a run that was never interrupted."""
+        path = os.path.join(self.log_dir, "train_iterations.csv")
+        rows = []
+        if self.cfg.resume and os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))[1:1 + self.state["global_step"]]
+        f = open(path, "w", newline="")
+        self._iter_csv = csv.writer(f)
+        self._iter_csv.writerows([["epoch", "iteration", "global_step", "running_loss",
+                                   "running_acc"]] + rows)
+        return f
+
+    def _log_iteration(self, epoch, running_loss, running_acc, terms):
+        step = self.state["global_step"]
+        self._iter_csv.writerow([epoch + 1, self.state["batch"], step, f"{running_loss:.6f}",
+                                 f"{running_acc:.6f}"])
+        if self.writer is not None:
+            self.writer.add_scalar("train/running_loss", running_loss, step)
+            self.writer.add_scalar("train/running_acc", running_acc, step)
+            for name, value in terms.items():
+                self.writer.add_scalar(f"loss/{name}", value, step)
+
+    def _log_epoch(self, epoch, train_loss, train_acc, valid_loss, valid_acc, lr):
+        """epochs.csv is rewritten from the checkpointed history, so that it never holds an
+        epoch that the latest checkpoint does not."""
+        row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
+                   valid_loss=valid_loss, valid_acc=valid_acc, lr=lr)
+        self.state["history"].append(row)
+        with open(os.path.join(self.log_dir, "epochs.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            w.writeheader()
+            w.writerows(self.state["history"])
+        if self.writer is not None:
+            for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
+                self.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)
+
+
+def _rng_state():
+    """Every global random state, so that resume is exact (the data order and translations
+    have generators of their own, saved with the loader). Plain types and tensors only, so
+    that the checkpoint loads with weights_only=True."""
+    np_state = np.random.get_state(legacy=False)
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                      np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
