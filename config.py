@@ -51,6 +51,11 @@ paper.add_argument("--dynamic", type=str2bool, default=False,
                         "confidence bounds of the two best classes separate)")
 paper.add_argument("--exploration_rate", type=float, nargs="+", default=[0.3],
                    help="eps of the dynamic stopping rule; several values sweep them")
+paper.add_argument("--stopping_rule", choices=["spec", "released"], nargs="+", default=["spec"],
+                   help="dynamic rule(s): spec stops each sample at the first step where the best "
+                        "class's lower bound clears the runner-up's upper bound; released "
+                        "reproduces the released code (runner-up's lower bound, last step at "
+                        "which the rule held, whole minibatches of batch_size stopped together)")
 paper.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="mnist",
                    help="28x28 MNIST, or MNIST pasted at a random place on a 60x60 canvas")
 
@@ -73,8 +78,19 @@ core.add_argument("--hidden_size", type=int, default=256, help="size of h_t")
 core.add_argument("--std", type=float, default=None,
                   help="standard deviation of the Gaussian location policy; "
                        "default 0.10 (mnist), 0.03 (translated)")
-core.add_argument("--M", type=int, default=1,
-                  help="Monte Carlo samples per test image; their log-probabilities are averaged")
+core.add_argument("--M", type=int, nargs="+", default=[1],
+                  help="Monte Carlo samples per test image, whose log-probabilities are "
+                       "averaged; several values evaluate each (e.g. --M 1 10)")
+
+evaluation = parser.add_argument_group("evaluation")
+evaluation.add_argument("--test_glimpses", type=int, default=0,
+                        help="N: glimpses per test image (0: num_glimpses); may exceed T")
+evaluation.add_argument("--curve", type=str2bool, default=False,
+                        help="also score the test accuracy after every N = 1..max_glimpses")
+evaluation.add_argument("--max_glimpses", type=int, default=50,
+                        help="N_max: length of the curve, and the cap of dynamic glimpses")
+evaluation.add_argument("--results_dir", default="./results",
+                        help="evaluation results (JSON) go to results_dir/<run name>/")
 
 data = parser.add_argument_group("data")
 data.add_argument("--download", type=str2bool, default=False,
@@ -141,6 +157,7 @@ def get_config(argv=None):
     for key, value in DATASET_DEFAULTS[cfg.dataset].items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
+    cfg.test_glimpses = cfg.test_glimpses or cfg.num_glimpses
     check_config(cfg)
     return cfg
 
@@ -158,9 +175,11 @@ def check_config(cfg):
                             f"x glimpse_scale {cfg.glimpse_scale}^{cfg.num_patches - 1}) is larger "
                             f"than the {canvas}x{canvas} {cfg.dataset} image"),
         (cfg.num_glimpses >= 1, f"--num_glimpses must be at least 1, got {cfg.num_glimpses}"),
+        (cfg.test_glimpses >= 0, f"--test_glimpses must not be negative, got {cfg.test_glimpses}"),
+        (cfg.max_glimpses >= 1, f"--max_glimpses must be at least 1, got {cfg.max_glimpses}"),
         (0 <= cfg.valid_size < 1, f"--valid_size must be in [0, 1), got {cfg.valid_size}"),
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
-        (cfg.M >= 1, f"--M must be at least 1, got {cfg.M}"),
+        (min(cfg.M) >= 1, f"--M must be at least 1, got {cfg.M}"),
         (cfg.lambda_uncertainty >= 0, f"--lambda_uncertainty must not be negative, got {cfg.lambda_uncertainty}"),
         (cfg.lambda_intrinsic >= 0, f"--lambda_intrinsic must not be negative, got {cfg.lambda_intrinsic}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),

@@ -55,6 +55,14 @@ class RecurrentAttention(nn.Module):
         self.baseline = BaselineNetwork(hidden_size)
         self.error = ErrorNetwork(hidden_size, num_classes)
 
+    @classmethod
+    def from_config(cls, cfg):
+        """The model that config.py's settings (an argparse Namespace) describe."""
+        return cls(patch_size=cfg.patch_size, num_patches=cfg.num_patches,
+                   glimpse_scale=cfg.glimpse_scale, num_channels=1,
+                   glimpse_hidden=cfg.glimpse_hidden, loc_hidden=cfg.loc_hidden,
+                   hidden_size=cfg.hidden_size, std=cfg.std)
+
     def initial_state(self, x):
         """h_0 = 0 (B, hidden_size) and l_0 ~ Uniform(-1, 1)^2 (B, 2)."""
         B = x.shape[0]

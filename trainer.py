@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from config import run_name
+from evaluate import accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
-from utils import ARCHITECTURE, TRAINING, CheckpointError, load_checkpoint, save_checkpoint
+from utils import (ARCHITECTURE, TRAINING, CheckpointError, load_checkpoint, save_checkpoint,
+                   save_glimpse_trace, write_json)
 
 EVAL_BATCH = 1000  # images per evaluation batch; results do not depend on it
 
@@ -61,10 +63,7 @@ class Trainer:
     def __init__(self, cfg, device):
         self.cfg, self.device = cfg, torch.device(device)
         self.name = run_name(cfg)
-        self.model = RecurrentAttention(
-            patch_size=cfg.patch_size, num_patches=cfg.num_patches,
-            glimpse_scale=cfg.glimpse_scale, num_channels=1, glimpse_hidden=cfg.glimpse_hidden,
-            loc_hidden=cfg.loc_hidden, hidden_size=cfg.hidden_size, std=cfg.std).to(self.device)
+        self.model = RecurrentAttention.from_config(cfg).to(self.device)
         self.ckpt_path = {kind: os.path.join(cfg.ckpt_dir, f"{self.name}_{kind}.pt")
                           for kind in ("latest", "best")}
         self.log_dir = os.path.join(cfg.logs_dir, self.name)
@@ -94,6 +93,10 @@ class Trainer:
               f"valid images on {self.device}; epochs {self.state['epoch'] + 1}..{cfg.epochs}")
         try:
             for epoch in range(self.state["epoch"], cfg.epochs):
+                if self.state["epochs_since_best"] >= cfg.train_patience:
+                    print(f"[!] no better validation accuracy for {cfg.train_patience} epochs: "
+                          f"stopped early.")
+                    break
                 train_loss, train_acc = self.train_one_epoch(epoch, train_loader)
                 valid_loss, valid_acc = self.evaluate_loss(valid_loader)
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -110,10 +113,6 @@ class Trainer:
                       f"{100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
                       f"{100 * valid_acc:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
                 self._save(train_loader, is_best)
-                if self.state["epochs_since_best"] >= cfg.train_patience:
-                    print(f"[!] no better validation accuracy for {cfg.train_patience} epochs: "
-                          f"stopping early.")
-                    break
         finally:
             self.iter_log.close()
             if self.writer is not None:
@@ -132,7 +131,9 @@ class Trainer:
         for x, y in loader:
             out = self.model(x, T)
             if self.state["batch"] == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
-                self._save_glimpses(epoch, x, out)
+                n = 9  # the first images of the epoch's first batch
+                save_glimpse_trace(os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
+                                   x[:n], out.locations[:, :n], self.cfg, self.name)
             terms, reward = loss_terms(out, y, self.cfg)
             loss = sum(terms.values())
             self.optimizer.zero_grad(set_to_none=True)
@@ -173,32 +174,67 @@ class Trainer:
         return loss_sum / seen, correct / seen
 
     # ---------------------------------------------------------------- testing
-    @torch.no_grad()
     def test(self, test_loader):
-        """Accuracy on the test set of the best (or latest) checkpoint, with M Monte Carlo
-        samples per image whose log-probabilities are averaged."""
+        """Evaluate the best (or latest) checkpoint on the test set, once for every M in
+        --M, and write the numbers of each to
+        results_dir/<run>/<checkpoint>_N<N>_M<M>[_curve<N_max>][_dynamic-<rules>].json.
+
+        Always: accuracy after N = test_glimpses glimpses with M Monte Carlo samples. With
+        --curve: accuracy after every N = 1..max_glimpses. With --dynamic: (mean glimpses,
+        accuracy) for every exploration rate and stopping rule, glimpses capped at
+        max_glimpses. Returns the accuracy after N glimpses with the first M."""
         cfg = self.cfg
         kind = "best" if cfg.best else "latest"
         ckpt = self._load(kind)
-        self.model.eval()
-        M, correct = cfg.M, 0
-        for x, y in test_loader:
-            out = self.model(x.repeat_interleave(M, dim=0), cfg.num_glimpses)
-            log_p = out.log_probs[-1].view(len(y), M, -1).mean(dim=1)
-            correct += (log_p.argmax(dim=1) == y).sum().item()
-        acc = correct / test_loader.num_images
-        print(f"[*] test accuracy of {self.name} ({kind}, epoch {ckpt['epoch']}), "
-              f"{cfg.num_glimpses} glimpses, M={M}: {100 * acc:.2f}% "
-              f"({correct}/{test_loader.num_images})")
-        return acc
+        tag = f"{kind}-epoch{ckpt['epoch']}"
+        N = cfg.test_glimpses
+        n_run = max(N, cfg.max_glimpses) if (cfg.curve or cfg.dynamic) else N
+        accuracies = []
+        for M in cfg.M:
+            log_probs, errors, labels = run_glimpses(self.model, test_loader, n_run, M,
+                                                     cfg.random_seed)
+            curve = accuracy_curve(log_probs, labels)
+            accuracies.append(curve[N - 1])
+            results = {"run": self.name, "checkpoint": self.ckpt_path[kind],
+                       "epoch": ckpt["epoch"], "dataset": cfg.dataset, "seed": cfg.random_seed,
+                       "num_test_images": len(labels), "config": vars(cfg),
+                       "fixed": {"N": N, "M": M, "accuracy": curve[N - 1]}}
+            print(f"[*] {self.name} ({kind}, epoch {ckpt['epoch']}): test accuracy "
+                  f"{100 * curve[N - 1]:.2f}% with N={N} glimpses, M={M} ({len(labels)} images)")
+            name = f"{tag}_N{N}_M{M}"
+            if cfg.curve:
+                results["curve"] = {"N": list(range(1, cfg.max_glimpses + 1)),
+                                    "accuracy": curve[:cfg.max_glimpses]}
+                name += f"_curve{cfg.max_glimpses}"
+                print("    accuracy after N glimpses: " + " ".join(
+                    f"{n}:{100 * a:.1f}" for n, a in zip(results["curve"]["N"],
+                                                         results["curve"]["accuracy"])))
+            if cfg.dynamic:
+                results["dynamic"] = {"max_glimpses": cfg.max_glimpses,
+                                      "batch_size": cfg.batch_size}
+                for rule in cfg.stopping_rule:
+                    points = dynamic_sweep(log_probs[:cfg.max_glimpses],
+                                           errors[:cfg.max_glimpses], labels,
+                                           cfg.exploration_rate, rule, cfg.batch_size)
+                    results["dynamic"][rule] = points
+                    for pt in points:
+                        print(f"    dynamic ({rule} rule) eps {pt['exploration_rate']:g}: "
+                              f"{pt['mean_glimpses']:.2f} glimpses, {100 * pt['accuracy']:.2f}%")
+                name += f"_dynamic-{'-'.join(cfg.stopping_rule)}"
+            path = os.path.join(cfg.results_dir, self.name, name + ".json")
+            write_json(results, path)
+            print(f"[*] results written to {path}")
+        self._save_test_glimpses(test_loader, os.path.join(cfg.results_dir, self.name,
+                                                           f"glimpses_{tag}.pt"))
+        return accuracies[0]
 
-    def _save_glimpses(self, epoch, x, out, n=9):
-        """The first n images of the batch and their locations l_0..l_T, for utils.py's
-        glimpse pictures: logs_dir/<run>/glimpses_epoch<E>.pt."""
-        torch.save({"images": x[:n].detach().cpu(), "locations": out.locations[:, :n].cpu(),
-                    "patch_size": self.cfg.patch_size, "num_patches": self.cfg.num_patches,
-                    "glimpse_scale": self.cfg.glimpse_scale},
-                   os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"))
+    @torch.no_grad()
+    def _save_test_glimpses(self, loader, path, n=9):
+        """Where the model looks on the first n test images: for utils.plot_glimpses."""
+        x, _ = next(iter(loader))
+        torch.manual_seed(self.cfg.random_seed)
+        out = self.model(x[:n], self.cfg.test_glimpses)
+        save_glimpse_trace(path, x[:n], out.locations, self.cfg, self.name)
 
     # ---------------------------------------------------------------- checkpoints
     def _save(self, train_loader, is_best):

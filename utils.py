@@ -1,5 +1,6 @@
 """Checkpoint files, and the figures of the paper."""
 import glob
+import json
 import os
 
 import torch
@@ -31,6 +32,14 @@ def save_checkpoint(ckpt, path):
             os.remove(tmp)
 
 
+def write_json(obj, path):
+    """Atomically (temporary file, then rename), so no reader ever sees half a file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def load_checkpoint(path, cfg, device, keys=ARCHITECTURE):
     """Load a checkpoint safely (weights_only: no code runs) and check that its settings
     `keys` agree with cfg."""
@@ -52,3 +61,235 @@ def load_checkpoint(path, cfg, device, keys=ARCHITECTURE):
     if differ:
         raise CheckpointError(f"{path} was made with other settings: {'; '.join(differ)}.")
     return ckpt
+
+
+# ------------------------------------------------------------------------------- figures
+VARIANTS = ("original", "uncertainty", "intrinsic", "both")
+DATASET_TITLES = {"mnist": "MNIST 28x28", "translated": "translated MNIST 60x60"}
+COLORS = dict(zip(VARIANTS, ("tab:gray", "tab:blue", "tab:orange", "tab:green")))
+LABELS = {"original": "RAM", "uncertainty": "RAM + uncertainty", "intrinsic": "RAM + intrinsic",
+          "both": "RAM + both"}
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only: works headless and in CI
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def read_running_accuracy(csv_path, epoch=1):
+    """(iterations, running train accuracy) of one epoch from a train_iterations.csv."""
+    import csv
+    with open(csv_path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) == epoch]
+    return [int(r["iteration"]) for r in rows], [float(r["running_acc"]) for r in rows]
+
+
+def plot_first_epoch(csvs, title, path):
+    """Running train accuracy over the first epoch, one line per variant: the mean over the
+    seeds given, with a band from the lowest to the highest seed.
+
+    csvs: {variant: [train_iterations.csv, ...]}."""
+    import numpy as np
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for variant in VARIANTS:
+        runs = [read_running_accuracy(p)[1] for p in csvs.get(variant, [])]
+        runs = [r for r in runs if r]
+        if not runs:
+            continue
+        n = min(len(r) for r in runs)
+        acc = 100 * np.array([r[:n] for r in runs])
+        it = np.arange(1, n + 1)
+        label = f"{LABELS[variant]} ({acc[:, -1].mean():.1f}%" + (
+            f", {len(runs)} seeds)" if len(runs) > 1 else ")")
+        ax.plot(it, acc.mean(0), color=COLORS[variant], label=label)
+        if len(runs) > 1:
+            ax.fill_between(it, acc.min(0), acc.max(0), color=COLORS[variant], alpha=0.2)
+    ax.set_xlabel("iteration of the first epoch (batch 32)")
+    ax.set_ylabel("running train accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_glimpses(curves, dynamic, title, path):
+    """Test accuracy after N glimpses, one line per variant, and the dynamic (mean glimpses,
+    accuracy) points of the variants that have them.
+
+    curves: {label: (N list, accuracy list)}, dynamic: {label: [point dicts]}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, (n, acc) in curves.items():
+        variant = label.split(" ")[0]
+        ax.plot(n, [100 * a for a in acc], color=COLORS.get(variant),
+                linestyle="--" if "M=" in label and "M=1" not in label else "-",
+                label=f"{LABELS.get(variant, variant)}{label[len(variant):]}")
+    for label, points in dynamic.items():
+        variant = label.split(" ")[0]
+        ax.plot([p["mean_glimpses"] for p in points], [100 * p["accuracy"] for p in points],
+                marker="x" if "released" in label else "o", linestyle=":",
+                color=COLORS.get(variant),
+                label=f"{LABELS.get(variant, variant)}{label[len(variant):]}, dynamic")
+    ax.set_xlabel("number of glimpses N (dynamic: mean glimpses)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def _boxes(ax, loc, hw, patch_size, num_patches, glimpse_scale, color):
+    """Draw the k patch squares of one glimpse, centred as the retina centres them."""
+    import matplotlib.patches as mpatches
+    H, W = hw
+    col, row = (loc[0] + 1) / 2 * W // 1, (loc[1] + 1) / 2 * H // 1
+    for i in range(num_patches):
+        n = patch_size * glimpse_scale**i
+        ax.add_patch(mpatches.Rectangle((col - n // 2 - 0.5, row - n // 2 - 0.5), n, n,
+                                        fill=False, edgecolor=color, linewidth=1.2))
+
+
+def save_glimpse_trace(path, images, locations, cfg, run):
+    """Images (n, C, H, W) and their locations l_0..l_N (N + 1, n, 2), with the retina's
+    settings: the file that plot_glimpses draws."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    torch.save({"images": images.detach().cpu(), "locations": locations.detach().cpu(),
+                "patch_size": cfg.patch_size, "num_patches": cfg.num_patches,
+                "glimpse_scale": cfg.glimpse_scale, "run": run}, path)
+
+
+def plot_glimpses(glimpse_file, png_path, gif_path=None, title=None):
+    """Where the model looks: a grid of images (rows) by glimpses (columns) with the patch
+    boxes of each glimpse, and optionally an animated GIF (matplotlib's Pillow writer)."""
+    plt = _pyplot()
+    d = torch.load(glimpse_file, weights_only=True)
+    images, locs = d["images"], d["locations"]  # (n, C, H, W), (N + 1, n, 2)
+    n, T = images.shape[0], locs.shape[0] - 1
+    hw = images.shape[-2:]
+    shown = min(n, 4)
+    fig, axes = plt.subplots(shown, T, figsize=(1.6 * T, 1.7 * shown), squeeze=False)
+    for i in range(shown):
+        for t in range(T):
+            ax = axes[i][t]
+            ax.imshow(images[i, 0], cmap="gray")
+            # glimpse t + 1 looks at l_t; earlier ones in a faint colour for the path so far
+            ax.plot(((locs[:t + 1, i, 0] + 1) / 2 * hw[1]).floor(),
+                    ((locs[:t + 1, i, 1] + 1) / 2 * hw[0]).floor(), "c.-", linewidth=0.8,
+                    markersize=3)
+            _boxes(ax, locs[t, i].tolist(), hw, d["patch_size"], d["num_patches"],
+                   d["glimpse_scale"], "red")
+            ax.set_xlim(-0.5, hw[1] - 0.5), ax.set_ylim(hw[0] - 0.5, -0.5)
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"glimpse {t + 1}", fontsize=9)
+    fig.suptitle(title or d.get("run", ""), fontsize=9)
+    _save(fig, png_path)
+    if gif_path:
+        from matplotlib.animation import FuncAnimation, PillowWriter
+        fig, axes = plt.subplots(1, shown, figsize=(2 * shown, 2.3), squeeze=False)
+
+        def frame(t):
+            for i in range(shown):
+                ax = axes[0][i]
+                ax.clear()
+                ax.imshow(images[i, 0], cmap="gray")
+                _boxes(ax, locs[t, i].tolist(), hw, d["patch_size"], d["num_patches"],
+                       d["glimpse_scale"], "red")
+                ax.set_xlim(-0.5, hw[1] - 0.5), ax.set_ylim(hw[0] - 0.5, -0.5)
+                ax.set_xticks([]), ax.set_yticks([])
+            fig.suptitle(f"glimpse {t + 1} of {T}", fontsize=9)
+        anim = FuncAnimation(fig, frame, frames=T)
+        anim.save(gif_path, writer=PillowWriter(fps=2))
+        plt.close(fig)
+    return png_path
+
+
+def _save(fig, path):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _latest_results(results_dir):
+    """Every results JSON, keeping per (run, kind of evaluation) only the latest epoch."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        key = (r["run"], path.rsplit("_N", 1)[-1])  # same run, same evaluation settings
+        if key not in found or r["epoch"] > found[key]["epoch"]:
+            found[key] = r
+    return list(found.values())
+
+
+def make_figures(results_dir, first_epoch_logs, plots_dir):
+    """Every figure of the paper from the files of test_script.sh; returns the paths written.
+
+    - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
+    - glimpses_<dataset>.png: test accuracy against N = 1..N_max, with the dynamic points;
+    - glimpses_<run>.png / .gif: where each run looks on a few test images."""
+    import re
+    import numpy as np
+    written = []
+    pattern = re.compile(r"^(\w+?)_ram_.*_(original|uncertainty|intrinsic|both)_seed\d+")
+    by_dataset = {}
+    for run_dir in sorted(glob.glob(os.path.join(first_epoch_logs, "*"))):
+        m = pattern.match(os.path.basename(run_dir))
+        csv_path = os.path.join(run_dir, "train_iterations.csv")
+        if m and os.path.exists(csv_path):
+            by_dataset.setdefault(m.group(1), {}).setdefault(m.group(2), []).append(csv_path)
+    for dataset, csvs in sorted(by_dataset.items()):
+        title = f"First epoch on {DATASET_TITLES.get(dataset, dataset)}: running train accuracy"
+        written.append(plot_first_epoch(csvs, title,
+                                        os.path.join(plots_dir, f"first_epoch_{dataset}.png")))
+
+    results = _latest_results(results_dir)
+    for dataset in sorted({r["dataset"] for r in results}):
+        curves, dynamic = {}, {}
+        for r in (r for r in results if r["dataset"] == dataset):
+            variant = {(False, False): "original", (True, False): "uncertainty",
+                       (False, True): "intrinsic", (True, True): "both"}[
+                (r["config"]["uncertainty"], r["config"]["intrinsic"])]
+            if "curve" in r:
+                label = variant + ("" if r["fixed"]["M"] == 1 else f" M={r['fixed']['M']}")
+                curves.setdefault(label, []).append(r["curve"])
+            for rule in ("spec", "released"):
+                if rule in r.get("dynamic", {}):
+                    dynamic.setdefault(f"{variant} ({rule} rule)", []).append(r["dynamic"][rule])
+        order = lambda d: dict(sorted(d.items(), key=lambda kv: (VARIANTS.index(kv[0].split()[0]), kv[0])))
+        mean_curves = {k: (v[0]["N"], np.mean([c["accuracy"] for c in v], axis=0).tolist())
+                       for k, v in curves.items()}
+        mean_dynamic = {k: [{"mean_glimpses": float(np.mean([s[i]["mean_glimpses"] for s in v])),
+                             "accuracy": float(np.mean([s[i]["accuracy"] for s in v]))}
+                            for i in range(len(v[0]))] for k, v in dynamic.items()}
+        some = next(r for r in results if r["dataset"] == dataset)
+        c = some["config"]
+        title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} glimpses of "
+                 f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
+        written.append(plot_accuracy_vs_glimpses(order(mean_curves), order(mean_dynamic), title,
+                                                 os.path.join(plots_dir, f"glimpses_{dataset}.png")))
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "glimpses_*.pt"))):
+        run = os.path.basename(os.path.dirname(path))
+        png = os.path.join(plots_dir, f"where_{run}.png")
+        plot_glimpses(path, png, png[:-4] + ".gif")
+        written += [png, png[:-4] + ".gif"]
+    return written
+
+
+if __name__ == "__main__":
+    import argparse
+    p = argparse.ArgumentParser(description="Draw the paper's figures from the files of "
+                                            "test_script.sh.")
+    p.add_argument("--results_dir", default="./results", help="evaluation JSONs (per run)")
+    p.add_argument("--first_epoch_logs", default="./runs/first_epoch/logs",
+                   help="logs_dir of the first-epoch runs (train_iterations.csv per run)")
+    p.add_argument("--plots_dir", default="./plots", help="where the PNG and GIF files go")
+    a = p.parse_args()
+    for f in make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir):
+        print(f"[*] wrote {f}")

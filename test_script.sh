@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Redo the paper: train the four variants on MNIST and on translated MNIST (100 epochs), the
+# first-epoch comparison over several seeds, evaluate every run (accuracy against N = 1..50 with
+# M = 1 and M = 10, the dynamic sweeps with both stopping rules) and draw the figures.
+#
+#   bash test_script.sh           the full pipeline: results/ and plots/ (many hours on a CPU)
+#   bash test_script.sh --quick   the same pipeline on a tiny budget, into runs_quick/
+#
+# Idempotent and resumable: a run whose evaluations exist is skipped, a run with a checkpoint
+# is resumed from it, and only what is missing is redone. Set PYTHON to choose the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
+
+if [ "${1:-}" = "--quick" ]; then
+    OUT=runs_quick RESULTS=runs_quick/results PLOTS=runs_quick/plots
+    BUDGET=(--epochs=1 --subset=400) NMAX=8 SEEDS="1" RATES="0 0.1 0.3"
+elif [ -z "${1:-}" ]; then
+    OUT=runs RESULTS=results PLOTS=plots
+    BUDGET=(--epochs=100) NMAX=50 SEEDS="1 2 3 4 5" RATES="0 0.01 0.05 0.1 0.15 0.2 0.3 0.4 0.45 0.5 1 5 10"
+else
+    echo "usage: bash test_script.sh [--quick]" >&2
+    exit 2
+fi
+DIRS=(--ckpt_dir="$OUT/ckpt" --logs_dir="$OUT/logs" --results_dir="$RESULTS")
+FIRST=(--ckpt_dir="$OUT/first_epoch/ckpt" --logs_dir="$OUT/first_epoch/logs"
+       --results_dir="$OUT/first_epoch/results")
+declare -A VARIANT=([original]="--uncertainty=False --intrinsic=False"
+                    [uncertainty]="--uncertainty=True --intrinsic=False"
+                    [intrinsic]="--uncertainty=False --intrinsic=True"
+                    [both]="--uncertainty=True --intrinsic=True")
+# The lambda_intrinsic of the paper's first-epoch figure (SPEC's table); lambda_1 is 1e-5.
+declare -A FIRST_EPOCH_LAMBDA=([mnist]=3e-3 [translated]=1e-2)
+
+run_name() { "$PY" -c 'import sys, config; print(config.run_name(config.get_config(sys.argv[1:])))' "$@"; }
+
+# train ARGS...: train one run to its end (resuming it if it has a checkpoint), then test it.
+train() {
+    local ckpt_dir name
+    name=$(run_name "$@")
+    ckpt_dir=$(printf '%s\n' "$@" | sed -n 's/^--ckpt_dir=//p' | tail -n 1)
+    if [ -f "$ckpt_dir/${name}_latest.pt" ]; then
+        "$PY" main.py "$@" --resume=True
+    else
+        "$PY" main.py "$@"
+    fi
+}
+
+for dataset in mnist translated; do
+    for variant in original uncertainty intrinsic both; do
+        # shellcheck disable=SC2206
+        args=(--dataset=$dataset ${VARIANT[$variant]} "${BUDGET[@]}")
+        name=$(run_name "${args[@]}")
+        echo "=== $name"
+        if compgen -G "$RESULTS/$name/best-*_M10_curve${NMAX}*.json" > /dev/null; then
+            echo "    done: evaluations in $RESULTS/$name"
+        else
+            evaluation=(--curve=True --max_glimpses=$NMAX --M 1 10)
+            case $variant in uncertainty|both)
+                # shellcheck disable=SC2206
+                evaluation+=(--dynamic=True --stopping_rule spec released --exploration_rate $RATES);;
+            esac
+            train "${args[@]}" "${DIRS[@]}" "${evaluation[@]}"
+        fi
+        # The first-epoch comparison: one epoch per seed with the figure's lambdas.
+        for seed in $SEEDS; do
+            # shellcheck disable=SC2206
+            fargs=(--dataset=$dataset ${VARIANT[$variant]} --epochs=1 --random_seed=$seed
+                   --lambda_intrinsic=${FIRST_EPOCH_LAMBDA[$dataset]} "${BUDGET[@]:1}")
+            fname=$(run_name "${fargs[@]}")
+            if compgen -G "$OUT/first_epoch/results/$fname/*.json" > /dev/null; then
+                echo "    done: first epoch, seed $seed"
+            else
+                train "${fargs[@]}" "${FIRST[@]}"
+            fi
+        done
+    done
+done
+
+"$PY" utils.py --results_dir="$RESULTS" --first_epoch_logs="$OUT/first_epoch/logs" \
+    --plots_dir="$PLOTS"

@@ -1,0 +1,132 @@
+"""Evaluation: the dynamic stopping rules on hand-made tensors, the curve against fixed-N
+evaluations, and Monte Carlo averaging."""
+import torch
+
+from evaluate import accuracy_curve, dynamic_glimpses, run_glimpses, stop_condition
+from model import RecurrentAttention
+
+
+def probs(*rows):
+    """(N, n, K) from per-step lists of per-sample probability rows."""
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_eps_zero_stops_every_sample_after_the_first_glimpse():
+    torch.manual_seed(0)
+    p = torch.softmax(torch.randn(7, 50, 10), dim=-1)
+    e = torch.rand(7, 50, 10)
+    for rule in ("spec", "released"):
+        steps, answer = dynamic_glimpses(p, e, 0.0, rule)
+        assert steps.tolist() == [1] * 50
+        assert torch.equal(answer, p[0].argmax(-1))
+
+
+def test_a_sample_whose_bounds_never_separate_answers_at_the_cap():
+    # Two classes tied in every step: the lower bound of a* never clears the runner-up's.
+    p = probs(*[[[0.5, 0.5, 0.0]]] * 4, )
+    e = torch.full_like(p, 0.1)
+    steps, answer = dynamic_glimpses(p, e, 0.5, "spec")
+    assert steps.tolist() == [4]
+    assert answer.tolist() == [0]  # argmax at the last step (the first of the tie)
+
+
+def test_the_first_stopping_step_is_taken_not_a_later_one():
+    # Sample 0: confident at step 2 and again at step 4 (with another answer); step 3 unsure.
+    p = probs([[0.4, 0.6, 0.0]], [[0.9, 0.1, 0.0]], [[0.5, 0.5, 0.0]], [[0.05, 0.95, 0.0]])
+    e = torch.full_like(p, 0.1)
+    eps = 0.5  # stops where p[a*] - p[a'] >= 2 * eps * 0.1 = 0.1
+    cond = stop_condition(p, e, eps, "spec")
+    assert cond[:, 0].tolist() == [True, True, False, True]
+    p2 = probs([[0.52, 0.48, 0.0]], [[0.9, 0.1, 0.0]], [[0.5, 0.5, 0.0]], [[0.05, 0.95, 0.0]])
+    steps, answer = dynamic_glimpses(p2, e, eps, "spec")
+    assert steps.tolist() == [2] and answer.tolist() == [0]
+
+
+def test_spec_rule_uses_the_runner_up_upper_bound():
+    # p = (0.6, 0.4), e = (0.1, 0.1), eps = 1: lower(a*) = 0.5.
+    # spec: runner-up upper bound 0.5 -> stops (0.5 >= 0.5); with e' = 0.2, 0.6 -> not.
+    p = probs([[0.6, 0.4]])
+    assert stop_condition(p, torch.tensor([[[0.1, 0.1]]]), 1.0, "spec").item()
+    assert not stop_condition(p, torch.tensor([[[0.1, 0.2]]]), 1.0, "spec").item()
+    # released: runner-up lower bound 0.4 - 0.2 = 0.2 -> stops even with the larger e'.
+    assert stop_condition(p, torch.tensor([[[0.1, 0.2]]]), 1.0, "released").item()
+    # a* with a large uncertainty: spec lower(a*) = 0.6 - 0.5 = 0.1 < 0.4 + 0 -> no stop,
+    # released the same (0.1 < 0.4).
+    assert not stop_condition(p, torch.tensor([[[0.5, 0.0]]]), 1.0, "spec").item()
+    assert not stop_condition(p, torch.tensor([[[0.5, 0.0]]]), 1.0, "released").item()
+
+
+def _uncertain_where_tied(p):
+    """e_t = 0.01, but 0.3 on class 0 where p_t is (0.5, 0.5): those samples cannot stop."""
+    e = torch.full_like(p, 0.01)
+    e[..., 0] = torch.where(p[..., 0] == 0.5, 0.3, 0.01)
+    return e
+
+
+def test_released_rule_keeps_the_last_step_and_stops_whole_minibatches():
+    # Batch of 2 (batch_size=2). Condition, per step (rows) and sample (columns):
+    #   step 1: T F    step 2: T F    step 3: F T    step 4: T T
+    # The minibatch stops at step 3 (by then both have met it once): sample 0 answers at
+    # the last step <= 3 where it held (2), sample 1 at 3. A spec-rule run stops at 1 and 3.
+    confident, unsure = [0.9, 0.1], [0.5, 0.5]
+    p = probs([confident, unsure], [[0.1, 0.9], unsure], [unsure, confident],
+              [confident, confident])
+    e = _uncertain_where_tied(p)
+    cond = stop_condition(p, e, 1.0, "released")
+    assert cond.T.tolist() == [[True, True, False, True], [False, False, True, True]]
+    steps, answer = dynamic_glimpses(p, e, 1.0, "released", batch_size=2)
+    assert steps.tolist() == [2, 3] and answer.tolist() == [1, 0]
+    steps, answer = dynamic_glimpses(p, e, 1.0, "spec")
+    assert steps.tolist() == [1, 3] and answer.tolist() == [0, 0]
+    # With a batch of one sample each, every sample stops at its own first step.
+    steps, _ = dynamic_glimpses(p, e, 1.0, "released", batch_size=1)
+    assert steps.tolist() == [1, 3]
+
+
+def test_released_rule_sample_that_never_meets_the_rule_answers_at_the_cap():
+    unsure = [0.5, 0.5]
+    p = probs([unsure, [0.9, 0.1]], [unsure, unsure], [unsure, unsure])
+    e = _uncertain_where_tied(p)
+    steps, answer = dynamic_glimpses(p, e, 1.0, "released", batch_size=32)
+    assert steps.tolist() == [3, 1]
+    assert answer.tolist() == [0, 0]
+
+
+def _model(seed=0, std=0.1):
+    torch.manual_seed(seed)
+    return RecurrentAttention(8, 1, 2, 1, 32, 32, 64, std).eval()
+
+
+class _ListLoader(list):
+    pass
+
+
+def test_curve_at_n_equals_a_separate_fixed_n_evaluation():
+    torch.manual_seed(1)
+    batches = _ListLoader((torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,)))
+                          for _ in range(3))
+    model = _model()
+    lp50, _, labels = run_glimpses(model, batches, 12, M=2, seed=5)
+    curve = accuracy_curve(lp50, labels)
+    for n in (1, 4, 12):
+        lp_n, _, _ = run_glimpses(model, batches, n, M=2, seed=5)
+        assert torch.equal(lp_n, lp50[:n])
+        assert accuracy_curve(lp_n, labels)[-1] == curve[n - 1]
+
+
+def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypatch):
+    model = _model(std=1e-12)  # a deterministic policy: l_t = mu_t
+    l_0 = torch.tensor([[0.2, -0.3]])
+    monkeypatch.setattr(model, "initial_state",
+                        lambda x: (x.new_zeros(len(x), 64), l_0.expand(len(x), 2).clone()))
+    torch.manual_seed(2)
+    batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+    lp1, e1, _ = run_glimpses(model, batches, 6, M=1)
+    lp5, e5, _ = run_glimpses(model, batches, 6, M=5)
+    torch.testing.assert_close(lp5, lp1, rtol=0, atol=1e-6)
+    torch.testing.assert_close(e5, e1, rtol=0, atol=1e-6)
+    # ... whereas a stochastic policy makes the copies differ.
+    stochastic = _model(std=0.5)
+    lp1, _, _ = run_glimpses(stochastic, batches, 6, M=1)
+    lp5, _, _ = run_glimpses(stochastic, batches, 6, M=5)
+    assert not torch.allclose(lp5, lp1, atol=1e-4)

@@ -1,0 +1,101 @@
+"""The one-command pipeline: `bash test_script.sh --quick` end to end, run twice (the second
+run must redo nothing), and the results notebook executed on its outputs."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def quick_pipeline(tmp_path_factory):
+    """A copy of the project in a temporary folder (the data linked, not copied) after
+    `bash test_script.sh --quick`; returns (folder, output of the run)."""
+    root = tmp_path_factory.mktemp("project")
+    for f in glob.glob(os.path.join(REPO, "*.py")) + [os.path.join(REPO, "test_script.sh")]:
+        shutil.copy(f, root)
+    shutil.copytree(os.path.join(REPO, "notebooks"), root / "notebooks")
+    os.symlink(os.path.join(REPO, "data"), root / "data")
+    env = dict(os.environ, PYTHON=sys.executable)
+    run = subprocess.run(["bash", "test_script.sh", "--quick"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root, run.stdout
+
+
+def test_quick_pipeline_writes_every_file_it_names(quick_pipeline):
+    root, out = quick_pipeline
+    named = re.findall(r"(?:results written to|wrote) (\S+)", out)
+    assert len(named) >= 8 * 2 + 8  # M = 1 and M = 10 per run, a first-epoch run each
+    for path in named:
+        assert os.path.getsize(root / path) > 0, path
+    plots = {os.path.basename(p) for p in named if "/plots/" in p}
+    assert {"first_epoch_mnist.png", "first_epoch_translated.png", "glimpses_mnist.png",
+            "glimpses_translated.png"} <= plots
+    assert sum(p.endswith(".gif") for p in plots) == 8
+    # Every variant of both datasets has a curve with M = 1 and M = 10, and the two with the
+    # uncertainty term have dynamic sweeps with both stopping rules.
+    results = glob.glob(str(root / "runs_quick/results/*/best-epoch1_N6_M*_curve8*.json"))
+    assert len(results) == 16
+    assert len([r for r in results if "dynamic-spec-released" in r]) == 4 * 2
+
+
+def test_second_run_skips_everything(quick_pipeline):
+    root, _ = quick_pipeline
+    before = {p: os.path.getmtime(p) for p in glob.glob(str(root / "runs_quick/**/*.pt"),
+                                                           recursive=True)}
+    run = subprocess.run(["bash", "test_script.sh", "--quick"], cwd=root, capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("done: evaluations") == 8
+    assert run.stdout.count("done: first epoch") == 8
+    assert "epoch 1/1" not in run.stdout  # no training at all
+    after = {p: os.path.getmtime(p) for p in before}
+    assert after == before
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(quick_pipeline):
+    """Remove one run's evaluations: the script resumes from its checkpoint (nothing left to
+    train) and redoes only the evaluations."""
+    root, _ = quick_pipeline
+    run_dir = root / "runs_quick/results/mnist_ram_6_8x8_s2_k1_both_seed1_subset400"
+    shutil.rmtree(run_dir)
+    run = subprocess.run(["bash", "test_script.sh", "--quick"], cwd=root, capture_output=True,
+                         text=True, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("done: evaluations") == 7
+    assert "resuming mnist_ram_6_8x8_s2_k1_both_seed1_subset400" in run.stdout
+    assert "epoch 1/1" not in run.stdout
+    assert len(glob.glob(str(run_dir / "*.json"))) == 2
+
+
+def test_bad_argument_is_refused(tmp_path):
+    run = subprocess.run(["bash", os.path.join(REPO, "test_script.sh"), "--quik"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "usage" in run.stderr
+
+
+def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+    root, _ = quick_pipeline
+    ckpt = glob.glob(str(root / "runs_quick/ckpt/mnist_*_both_*_best.pt"))[0]
+    os.environ.update(RAM_RESULTS_DIR=str(root / "runs_quick/results"),
+                      RAM_FIRST_EPOCH_LOGS=str(root / "runs_quick/first_epoch/logs"),
+                      RAM_PLOTS_DIR=str(root / "notebook_plots"), RAM_CKPT=ckpt)
+    nb = nbformat.read(str(root / "notebooks/results.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(root / "notebooks")}}).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.outputs)
+    assert "16 results files" in text or "results files" in text
+    assert "released" in text  # the dynamic table
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "image/png" in o.get("data", {})]
+    assert len(images) == 5  # four figures and the glimpse picture
+    assert os.path.exists(root / "notebook_plots/notebook_glimpses.png")
