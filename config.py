@@ -29,7 +29,13 @@ DATASET_DEFAULTS = {
 }
 IMAGE_SIZE = {"mnist": 28, "translated": 60}
 
-parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One sentence and exit status 2, instead of argparse's usage dump."""
+        self.exit(2, f"error: {message} (python main.py --help lists the flags)\n")
+
+
+parser = _Parser(
     description="Recurrent Attention Model with the active-sampling objectives of Lu (2019).",
     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
 
@@ -131,6 +137,8 @@ misc.add_argument("--use_tensorboard", type=str2bool, default=True,
                   help="write tensorboard event files to logs_dir/<run name>")
 misc.add_argument("--resume", type=str2bool, default=False,
                   help="continue training from the latest checkpoint")
+misc.add_argument("--debug", type=str2bool, default=False,
+                  help="show the full traceback of an error instead of one sentence")
 misc.add_argument("--plot_freq", type=int, default=1,
                   help="every that many epochs, save the first training batch's images and "
                        "glimpse locations (0: never)")
@@ -185,7 +193,7 @@ def check_config(cfg):
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
         (cfg.init_lr > 0, f"--init_lr must be positive, got {cfg.init_lr}"),
         (cfg.num_workers >= 0, f"--num_workers must not be negative, got {cfg.num_workers}"),
-        (cfg.subset >= 0, f"--subset must not be negative, got {cfg.subset}"),
+        (0 <= cfg.subset <= 60000, f"--subset must be in [0, 60000], got {cfg.subset}"),
         (cfg.plot_freq >= 0, f"--plot_freq must not be negative, got {cfg.plot_freq}"),
         (all(e >= 0 for e in cfg.exploration_rate), f"--exploration_rate must not be negative, got {cfg.exploration_rate}"),
     ]

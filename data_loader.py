@@ -16,7 +16,6 @@ import shutil
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets import MNIST
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CANVAS, DIGIT = 60, 28
@@ -69,6 +68,7 @@ def prepare_mnist(data_dir, download=False):
             os.replace(tmp, path)
     missing = [n for n in MNIST_FILES if not os.path.exists(os.path.join(raw, n))]
     if missing and download:
+        from torchvision.datasets import MNIST
         MNIST(data_dir, train=True, download=True)
         missing = [n for n in MNIST_FILES if not os.path.exists(os.path.join(raw, n))]
     if missing:
@@ -80,18 +80,38 @@ def prepare_mnist(data_dir, download=False):
 
 
 def load_mnist(data_dir, train, download=False):
-    """(images, labels): normalised float images (N, 1, 28, 28) and int64 labels (N,)."""
+    """(images, labels): normalised float images (N, 1, 28, 28) and int64 labels (N,).
+
+    Read through torchvision.datasets.MNIST the first time; its tensors are then cached in
+    data_dir/MNIST/processed/, because importing torchvision alone takes seconds."""
     prepare_mnist(data_dir, download)
-    ds = MNIST(data_dir, train=train, download=False)
-    images = (ds.data.float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)).unsqueeze(1)
-    return images, ds.targets.long()
+    split = "train" if train else "t10k"
+    # The cache is valid only for the very raw files it was made from.
+    stamp = [(os.path.getsize(p), os.stat(p).st_mtime_ns) for p in
+             (os.path.join(data_dir, "MNIST", "raw", f"{split}-{kind}-idx{d}-ubyte")
+              for kind, d in (("images", 3), ("labels", 1)))]
+    cache = os.path.join(data_dir, "MNIST", "processed", f"ram_{split}.pt")
+    try:
+        data, targets, cached_stamp = torch.load(cache, weights_only=True)
+        if cached_stamp != stamp:
+            raise ValueError("stale cache")
+    except (OSError, RuntimeError, ValueError):
+        from torchvision.datasets import MNIST
+        ds = MNIST(data_dir, train=train, download=False)
+        data, targets = ds.data, ds.targets
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        torch.save((data, targets, stamp), cache + ".tmp")
+        os.replace(cache + ".tmp", cache)
+    images = (data.float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)).unsqueeze(1)
+    return images, targets.long()
 
 
 def translate(x, generator=None):
     """Paste each 28x28 image of x (B, C, 28, 28) at a random place on a 60x60 canvas filled
     with x's minimum: (B, C, 60, 60). One scatter for the whole batch."""
     B, C = x.shape[:2]
-    corner = torch.randint(0, CANVAS - DIGIT + 1, (B, 2), generator=generator,
+    # corners in [0, 32): randint's upper bound is exclusive
+    corner = torch.randint(0, CANVAS - DIGIT, (B, 2), generator=generator,
                            device=generator.device if generator is not None else x.device)
     corner = corner.to(x.device)
     offs = torch.arange(DIGIT, device=x.device)
@@ -163,9 +183,12 @@ class Loader:
     def __init__(self, images, labels, indices, batch_size, shuffle, seed, translated, device,
                  num_workers=0):
         self.sampler = EpochSampler(indices, batch_size, shuffle, seed)
+        # generator: without one, every new DataLoader iterator draws its workers' base seed
+        # from the global generator, which would shift the model's random numbers on resume.
         self.loader = DataLoader(_Batches(images, labels), sampler=self.sampler, batch_size=None,
                                  num_workers=num_workers, persistent_workers=num_workers > 0,
-                                 pin_memory=torch.device(device).type == "cuda")
+                                 pin_memory=torch.device(device).type == "cuda",
+                                 generator=torch.Generator().manual_seed(seed + 2))
         self.translated, self.device = translated, device
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.num_images = len(self.sampler.indices)
@@ -207,7 +230,7 @@ def get_test_loader(cfg, device, batch_size):
     """The 10,000 test images (the first `subset` with --subset), in order; translated once
     with a fixed seed, so that every evaluation sees the same images."""
     images, labels = load_mnist(cfg.data_dir, train=False, download=cfg.download)
-    n = cfg.subset or len(labels)
+    n = min(cfg.subset, len(labels)) if cfg.subset else len(labels)
     images, labels = images[:n], labels[:n]
     if cfg.dataset == "translated":
         images = translate(images, torch.Generator().manual_seed(TEST_TRANSLATION_SEED))

@@ -1,15 +1,11 @@
 """Train RAM (then test its best checkpoint), or test a checkpoint: `python main.py --help`."""
 import sys
 
-import torch
-
 from config import ConfigError, get_config
-from data_loader import DataError, get_test_loader, get_train_valid_loaders
-from trainer import EVAL_BATCH, Trainer, TrainingDiverged
-from utils import CheckpointError
 
 
 def get_device(cfg):
+    import torch
     if cfg.use_gpu and not torch.cuda.is_available():
         raise ConfigError("--use_gpu=True but CUDA is not available on this machine; "
                           "run with --use_gpu=False.")
@@ -17,6 +13,10 @@ def get_device(cfg):
 
 
 def run(cfg):
+    """Train (unless --is_train=False), then test; returns the test accuracy."""
+    import torch
+    from data_loader import get_test_loader, get_train_valid_loaders
+    from trainer import EVAL_BATCH, Trainer
     device = get_device(cfg)
     torch.manual_seed(cfg.random_seed)
     trainer = Trainer(cfg, device)
@@ -26,11 +26,25 @@ def run(cfg):
 
 
 def main(argv=None):
-    cfg = get_config(argv)  # argparse itself exits 2 on unknown flags and malformed values
+    """Exit status: 0 done, 1 bad data, checkpoint or a diverged loss, 2 bad settings,
+    128 + signal number when interrupted (after saving a resumable checkpoint)."""
+    try:
+        cfg = get_config(argv)  # argparse itself exits 2 on unknown flags and bad values
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # torch loads in seconds: imported only once the flags are known to be good.
+    from data_loader import DataError
+    from trainer import Interrupted, TrainingDiverged
+    from utils import CheckpointError
     try:
         run(cfg)
-    except (ConfigError, DataError, CheckpointError, TrainingDiverged) as e:
+    except (ConfigError, DataError, CheckpointError, TrainingDiverged, Interrupted) as e:
+        if cfg.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, Interrupted):
+            return 128 + e.signum
         return 2 if isinstance(e, ConfigError) else 1
     return 0
 

@@ -4,7 +4,9 @@
 # M = 1 and M = 10, the dynamic sweeps with both stopping rules) and draw the figures.
 #
 #   bash test_script.sh           the full pipeline: results/ and plots/ (many hours on a CPU)
-#   bash test_script.sh --quick   the same pipeline on a tiny budget, into runs_quick/
+#   bash test_script.sh --quick   the same pipeline on a tiny budget (400 images, one epoch,
+#                                 N up to 8), into runs_quick/; its one-epoch runs double as
+#                                 the first-epoch runs, so that it takes a couple of minutes
 #
 # Idempotent and resumable: a run whose evaluations exist is skipped, a run with a checkpoint
 # is resumed from it, and only what is missing is redone. Set PYTHON to choose the interpreter.
@@ -15,10 +17,12 @@ PY=${PYTHON:-python}
 
 if [ "${1:-}" = "--quick" ]; then
     OUT=runs_quick RESULTS=runs_quick/results PLOTS=runs_quick/plots
-    BUDGET=(--epochs=1 --subset=400) NMAX=8 SEEDS="1" RATES="0 0.1 0.3"
+    BUDGET=(--epochs=1 --subset=400) NMAX=8 SEEDS="" RATES="0 0.1 0.3"
+    FIRST_EPOCH_LOGS=runs_quick/logs
 elif [ -z "${1:-}" ]; then
     OUT=runs RESULTS=results PLOTS=plots
     BUDGET=(--epochs=100) NMAX=50 SEEDS="1 2 3 4 5" RATES="0 0.01 0.05 0.1 0.15 0.2 0.3 0.4 0.45 0.5 1 5 10"
+    FIRST_EPOCH_LOGS=runs/first_epoch/logs
 else
     echo "usage: bash test_script.sh [--quick]" >&2
     exit 2
@@ -78,5 +82,5 @@ for dataset in mnist translated; do
     done
 done
 
-"$PY" utils.py --results_dir="$RESULTS" --first_epoch_logs="$OUT/first_epoch/logs" \
+"$PY" utils.py --results_dir="$RESULTS" --first_epoch_logs="$FIRST_EPOCH_LOGS" \
     --plots_dir="$PLOTS"

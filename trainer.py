@@ -2,6 +2,7 @@
 import csv
 import os
 import random
+import signal
 
 import numpy as np
 import torch
@@ -56,6 +57,14 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM during training: a resumable checkpoint has been saved."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
 class Trainer:
     """Trains RecurrentAttention with Adam, validates every epoch, keeps the latest and best
     checkpoints, and tests a checkpoint on the test set."""
@@ -78,10 +87,11 @@ class Trainer:
         else:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", patience=cfg.lr_patience)
-        self.state = {"epoch": 0, "batch": 0, "global_step": 0, "best_valid_acc": 0.0,
+        # best_valid_acc starts below any accuracy, so the first epoch always writes a best.
+        self.state = {"epoch": 0, "batch": 0, "global_step": 0, "best_valid_acc": -1.0,
                       "epochs_since_best": 0, "running": [0.0, 0, 0], "history": []}
         if cfg.resume:
-            self._resume(train_loader)
+            self._resume(train_loader, valid_loader)
         elif os.path.exists(self.ckpt_path["latest"]):
             raise CheckpointError(
                 f"run {self.name} already has a checkpoint ({self.ckpt_path['latest']}); pass "
@@ -91,6 +101,8 @@ class Trainer:
         self.iter_log = self._open_iteration_log()
         print(f"[*] {self.name}: {train_loader.num_images} train, {valid_loader.num_images} "
               f"valid images on {self.device}; epochs {self.state['epoch'] + 1}..{cfg.epochs}")
+        self.stop_signal = None
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             for epoch in range(self.state["epoch"], cfg.epochs):
                 if self.state["epochs_since_best"] >= cfg.train_patience:
@@ -98,6 +110,9 @@ class Trainer:
                           f"stopped early.")
                     break
                 train_loss, train_acc = self.train_one_epoch(epoch, train_loader)
+                if train_loss is None:  # interrupted mid-epoch
+                    self._save(train_loader, valid_loader, is_best=False)
+                    self._raise_interrupted()
                 valid_loss, valid_acc = self.evaluate_loss(valid_loader)
                 lr = self.optimizer.param_groups[0]["lr"]
                 if cfg.lr_schedule == "exp":
@@ -112,14 +127,35 @@ class Trainer:
                 print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.3f} acc "
                       f"{100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
                       f"{100 * valid_acc:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
-                self._save(train_loader, is_best)
+                self._save(train_loader, valid_loader, is_best)
+                if self.stop_signal is not None:
+                    self._raise_interrupted()
         finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
             self.iter_log.close()
             if self.writer is not None:
                 self.writer.close()
 
+    def _on_signal(self, signum, frame):
+        """First SIGINT/SIGTERM: finish the current step, then save and stop. A second one
+        stops at once (the latest checkpoint on disk is still whole: saves are atomic)."""
+        self.stop_signal = signum
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else
+                      signal.default_int_handler)
+        print(f"\n[!] {signal.Signals(signum).name}: saving a checkpoint after this step "
+              f"(send it again to stop at once)", flush=True)
+
+    def _raise_interrupted(self):
+        raise Interrupted(
+            f"interrupted by {signal.Signals(self.stop_signal).name} at epoch "
+            f"{self.state['epoch'] + 1}, step {self.state['batch']}; checkpoint saved to "
+            f"{self.ckpt_path['latest']}; to continue, run the same command with "
+            f"--resume=True.", self.stop_signal)
+
     def train_one_epoch(self, epoch, loader):
-        """One pass over the training set; returns the epoch's mean loss and accuracy.
+        """One pass over the training set; returns the epoch's mean loss and accuracy, or
+        (None, None) if a signal asked to stop before the end of the epoch.
 
         The running loss and accuracy (means over the epoch so far) are logged every
         iteration: the paper's convergence figure plots them over the first epoch."""
@@ -157,6 +193,9 @@ class Trainer:
             if self.state["batch"] % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
                                 refresh=False)
+            if self.stop_signal is not None and self.state["batch"] < len(loader):
+                bar.close()
+                return None, None
         bar.close()
         return loss_sum / seen, correct / seen
 
@@ -237,12 +276,13 @@ class Trainer:
         save_glimpse_trace(path, x[:n], out.locations, self.cfg, self.name)
 
     # ---------------------------------------------------------------- checkpoints
-    def _save(self, train_loader, is_best):
+    def _save(self, train_loader, valid_loader, is_best):
         ckpt = {
             "config": vars(self.cfg), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "data": train_loader.state_dict(self.state["batch"]), "rng": _rng_state(),
-            **self.state,
+            "data": {"train": train_loader.state_dict(self.state["batch"]),
+                     "valid": valid_loader.state_dict()},
+            "rng": _rng_state(), **self.state,
         }
         save_checkpoint(ckpt, self.ckpt_path["latest"])
         if is_best:
@@ -253,11 +293,12 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         return ckpt
 
-    def _resume(self, train_loader):
+    def _resume(self, train_loader, valid_loader):
         ckpt = self._load("latest", keys=TRAINING)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        train_loader.load_state_dict(ckpt["data"])
+        train_loader.load_state_dict(ckpt["data"]["train"])
+        valid_loader.load_state_dict(ckpt["data"]["valid"])
         _set_rng_state(ckpt["rng"])
         self.state = {k: ckpt[k] for k in self.state}
         print(f"[*] resuming {self.name} from {self.ckpt_path['latest']} at epoch "

@@ -228,7 +228,7 @@ def _latest_results(results_dir):
     return list(found.values())
 
 
-def make_figures(results_dir, first_epoch_logs, plots_dir):
+def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
     """Every figure of the paper from the files of test_script.sh; returns the paths written.
 
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
@@ -277,8 +277,8 @@ def make_figures(results_dir, first_epoch_logs, plots_dir):
     for path in sorted(glob.glob(os.path.join(results_dir, "*", "glimpses_*.pt"))):
         run = os.path.basename(os.path.dirname(path))
         png = os.path.join(plots_dir, f"where_{run}.png")
-        plot_glimpses(path, png, png[:-4] + ".gif")
-        written += [png, png[:-4] + ".gif"]
+        plot_glimpses(path, png, png[:-4] + ".gif" if gifs else None)
+        written += [png, png[:-4] + ".gif"] if gifs else [png]
     return written
 
 
