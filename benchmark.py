@@ -21,7 +21,7 @@ from config import DATASET_DEFAULTS
 from data_loader import translate
 from evaluate import accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
-from trainer import EVAL_BATCH, loss_terms
+from trainer import EVAL_BATCH, loss_terms, make_optimizer
 
 
 def timed(fn, repeats, warmup, sync):
@@ -64,7 +64,7 @@ def per_sample_retina(x, l, g, k, s):
 def bench_training(cfg, device, batch, repeats, sync):
     torch.manual_seed(0)
     model = RecurrentAttention.from_config(cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+    opt = make_optimizer(model, 3e-4)
     x = torch.randn(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     gen = torch.Generator().manual_seed(0)

@@ -102,7 +102,8 @@ data = parser.add_argument_group("data")
 data.add_argument("--download", type=str2bool, default=False,
                   help="download MNIST through torchvision if its files are missing from data_dir")
 data.add_argument("--valid_size", type=float, default=0.1,
-                  help="fraction of the 60,000 training images held out for validation")
+                  help="fraction of the 60,000 training images held out for validation (0: none; "
+                       "the training metrics then choose the best checkpoint)")
 data.add_argument("--batch_size", type=int, default=32, help="images per minibatch")
 data.add_argument("--num_workers", type=int, default=0,
                   help="DataLoader worker processes that gather and normalise batches")

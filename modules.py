@@ -78,9 +78,23 @@ class GlimpseNetwork(nn.Module):
         self.fc4 = nn.Linear(loc_hidden, out)
 
     def forward(self, rho, l_prev):
-        h_phi = F.relu(self.fc1(rho))
-        h_l = F.relu(self.fc2(l_prev))
-        return F.relu(self.fc3(h_phi) + self.fc4(h_l))
+        return self.fused()(rho, l_prev)
+
+    def fused(self):
+        """This network as a function f(rho, l_{t-1}) -> g_t that computes fc3(h_phi) +
+        fc4(h_l) as one matrix product of [h_phi, h_l] with [W3, W4], plus b3 + b4.
+
+        The same parameters (fc3 and fc4 stay two layers, initialised and updated as such)
+        and the same values, in one GEMM instead of two. Built once per unroll, so that the
+        weights are concatenated once for all T steps."""
+        weight = torch.cat([self.fc3.weight, self.fc4.weight], dim=1)
+        bias = self.fc3.bias + self.fc4.bias
+
+        def f_g(rho, l_prev):
+            h_phi = F.relu(self.fc1(rho))
+            h_l = F.relu(self.fc2(l_prev))
+            return F.relu(F.linear(torch.cat([h_phi, h_l], dim=1), weight, bias))
+        return f_g
 
 
 class CoreNetwork(nn.Module):
@@ -95,7 +109,17 @@ class CoreNetwork(nn.Module):
         self.h2h = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, g_t, h_prev):
-        return F.relu(self.i2h(g_t) + self.h2h(h_prev))
+        return self.fused()(g_t, h_prev)
+
+    def fused(self):
+        """This network as a function f(g_t, h_{t-1}) -> h_t with i2h and h2h as one matrix
+        product of [g_t, h_{t-1}] with [W_i2h, W_h2h]: see GlimpseNetwork.fused."""
+        weight = torch.cat([self.i2h.weight, self.h2h.weight], dim=1)
+        bias = self.i2h.bias + self.h2h.bias
+
+        def f_h(g_t, h_prev):
+            return F.relu(F.linear(torch.cat([g_t, h_prev], dim=1), weight, bias))
+        return f_h
 
 
 class LocationNetwork(nn.Module):

@@ -304,3 +304,11 @@ def test_a_checkpoint_cannot_run_code(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     code, _, err = cli(*SMALL, *dirs(tmp_path), "--is_train=False", "--debug=True")
     assert code != 0 and "Traceback" in err and "CheckpointError" in err
+
+
+def test_no_validation_set_uses_the_training_metrics(tmp_path):
+    assert main.main(SMALL + dirs(tmp_path) + ["--epochs=1", "--valid_size=0"]) == 0
+    best = torch.load(f"{tmp_path}/ckpt/mnist_ram_6_8x8_s2_k1_original_seed1_subset640_best.pt",
+                      weights_only=True)
+    row = best["history"][0]
+    assert (row["valid_loss"], row["valid_acc"]) == (row["train_loss"], row["train_acc"])
