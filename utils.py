@@ -216,7 +216,7 @@ def _save(fig, path):
     return path
 
 
-def _latest_results(results_dir):
+def latest_results(results_dir):
     """Every results JSON, keeping per (run, kind of evaluation) only the latest epoch."""
     found = {}
     for path in sorted(glob.glob(os.path.join(results_dir, "*", "*.json"))):
@@ -233,9 +233,14 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
 
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
     - glimpses_<dataset>.png: test accuracy against N = 1..N_max, with the dynamic points;
-    - glimpses_<run>.png / .gif: where each run looks on a few test images."""
+    - where_<run>.png / .gif: where each run looks on a few test images (its latest
+      evaluated checkpoint)."""
     import re
+    from argparse import Namespace
+
     import numpy as np
+
+    from config import variant_name
     written = []
     pattern = re.compile(r"^(\w+?)_ram_.*_(original|uncertainty|intrinsic|both)_seed\d+")
     by_dataset = {}
@@ -249,19 +254,19 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         written.append(plot_first_epoch(csvs, title,
                                         os.path.join(plots_dir, f"first_epoch_{dataset}.png")))
 
-    results = _latest_results(results_dir)
+    results = latest_results(results_dir)
     for dataset in sorted({r["dataset"] for r in results}):
         curves, dynamic = {}, {}
         for r in (r for r in results if r["dataset"] == dataset):
-            variant = {(False, False): "original", (True, False): "uncertainty",
-                       (False, True): "intrinsic", (True, True): "both"}[
-                (r["config"]["uncertainty"], r["config"]["intrinsic"])]
+            variant = variant_name(Namespace(**r["config"]))
             if "curve" in r:
                 label = variant + ("" if r["fixed"]["M"] == 1 else f" M={r['fixed']['M']}")
                 curves.setdefault(label, []).append(r["curve"])
             for rule in ("spec", "released"):
                 if rule in r.get("dynamic", {}):
                     dynamic.setdefault(f"{variant} ({rule} rule)", []).append(r["dynamic"][rule])
+        if not curves and not dynamic:
+            continue  # only fixed-N evaluations: nothing to plot against N
         order = lambda d: dict(sorted(d.items(), key=lambda kv: (VARIANTS.index(kv[0].split()[0]), kv[0])))
         mean_curves = {k: (v[0]["N"], np.mean([c["accuracy"] for c in v], axis=0).tolist())
                        for k, v in curves.items()}
@@ -274,8 +279,12 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
                  f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
         written.append(plot_accuracy_vs_glimpses(order(mean_curves), order(mean_dynamic), title,
                                                  os.path.join(plots_dir, f"glimpses_{dataset}.png")))
-    for path in sorted(glob.glob(os.path.join(results_dir, "*", "glimpses_*.pt"))):
-        run = os.path.basename(os.path.dirname(path))
+    traces = {}
+    for path in glob.glob(os.path.join(results_dir, "*", "glimpses_*-epoch*.pt")):
+        run, epoch = os.path.basename(os.path.dirname(path)), int(path.rsplit("epoch", 1)[1][:-3])
+        if run not in traces or epoch > traces[run][0]:
+            traces[run] = (epoch, path)
+    for run, (_, path) in sorted(traces.items()):
         png = os.path.join(plots_dir, f"where_{run}.png")
         plot_glimpses(path, png, png[:-4] + ".gif" if gifs else None)
         written += [png, png[:-4] + ".gif"] if gifs else [png]
