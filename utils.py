@@ -121,11 +121,11 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path):
 
     curves: {label: (N list, accuracy list)}, dynamic: {label: [point dicts]}."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for label, (n, acc) in curves.items():
         variant = label.split(" ")[0]
         ax.plot(n, [100 * a for a in acc], color=COLORS.get(variant),
-                linestyle="--" if "M=" in label and "M=1" not in label else "-",
+                linestyle="--" if " M=" in label else "-",  # M > 1 dashed
                 label=f"{LABELS.get(variant, variant)}{label[len(variant):]}")
     for label, points in dynamic.items():
         variant = label.split(" ")[0]
@@ -138,7 +138,7 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path):
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)  # beside the curves
     return _save(fig, path)
 
 
