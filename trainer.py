@@ -297,7 +297,7 @@ class Trainer:
             save_checkpoint(ckpt, self.ckpt_path["best"])
 
     def _load(self, kind, keys=ARCHITECTURE):
-        ckpt = load_checkpoint(self.ckpt_path[kind], self.cfg, self.device, keys)
+        ckpt = load_checkpoint(self.ckpt_path[kind], self.cfg, keys)
         self.model.load_state_dict(ckpt["model"])
         return ckpt
 

@@ -40,9 +40,12 @@ def write_json(obj, path):
     os.replace(path + ".tmp", path)
 
 
-def load_checkpoint(path, cfg, device, keys=ARCHITECTURE):
+def load_checkpoint(path, cfg, keys=ARCHITECTURE):
     """Load a checkpoint safely (weights_only: no code runs) and check that its settings
-    `keys` agree with cfg."""
+    `keys` agree with cfg.
+
+    Everything loads on the CPU: random-generator states must stay there, and
+    load_state_dict copies weights and optimiser state to the model's device."""
     if not os.path.exists(path):
         folder = os.path.dirname(path) or "."
         found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.pt")))
@@ -50,7 +53,7 @@ def load_checkpoint(path, cfg, device, keys=ARCHITECTURE):
             f"no checkpoint at {path}; checkpoints in {folder}: "
             f"{', '.join(found) if found else 'none'}.")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, not a torch file, or a pickle with code in it
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}).") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
