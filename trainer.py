@@ -182,6 +182,7 @@ class Trainer:
             loss = sum(terms.values())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # detach: plain numbers for the logs, outside the graph (one copy off the device).
             values = torch.stack([loss.detach(), reward.sum()] +
                                  [t.detach() for t in terms.values()]).tolist()
             if not all(np.isfinite(values)):
