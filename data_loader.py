@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from utils import save_checkpoint
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CANVAS, DIGIT = 60, 28
 TEST_TRANSLATION_SEED = 0  # the released code's seed for its fixed translated test set
@@ -99,9 +101,7 @@ def load_mnist(data_dir, train, download=False):
         from torchvision.datasets import MNIST
         ds = MNIST(data_dir, train=train, download=False)
         data, targets = ds.data, ds.targets
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        torch.save((data, targets, stamp), cache + ".tmp")
-        os.replace(cache + ".tmp", cache)
+        save_checkpoint((data, targets, stamp), cache)  # atomic: never half a cache
     images = (data.float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD)).unsqueeze(1)
     return images, targets.long()
 
