@@ -3,7 +3,8 @@
 Measures, as the median of several repeats after a warm-up:
 - training: milliseconds per batch and images per second (batch 32) for the MNIST and the
   translated settings, original RAM and both new terms: forward, the loss, backward and the
-  Adam step, with translation of the batch included for translated MNIST;
+  Adam step, with translation of the batch included for translated MNIST; both terms also
+  with --compile=True (skip with --compile=0);
 - evaluation: the accuracy curve N = 1..50 over the 10,000 test images, and the dynamic sweep
   computed from it;
 - the retina: the vectorised one against a per-sample slicing loop, in the same run.
@@ -12,16 +13,15 @@ import argparse
 import json
 import statistics
 import time
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 
-from config import DATASET_DEFAULTS
+from config import get_config
 from data_loader import translate
 from evaluate import accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
-from trainer import EVAL_BATCH, loss_terms, make_optimizer
+from trainer import EVAL_BATCH, Trainer, make_optimizer
 
 
 def timed(fn, repeats, warmup, sync):
@@ -38,10 +38,11 @@ def timed(fn, repeats, warmup, sync):
     return statistics.median(times)
 
 
-def settings(dataset, variant):
-    d = DATASET_DEFAULTS[dataset]
-    return SimpleNamespace(dataset=dataset, glimpse_hidden=128, loc_hidden=128, hidden_size=256,
-                           uncertainty=variant == "both", intrinsic=variant == "both", **d)
+def settings(dataset, variant, compile=False):
+    """The configuration of `python main.py` for a dataset and a variant (original or both)."""
+    both = variant == "both"
+    return get_config([f"--dataset={dataset}", f"--uncertainty={both}", f"--intrinsic={both}",
+                       f"--compile={compile}"])
 
 
 def per_sample_retina(x, l, g, k, s):
@@ -62,24 +63,29 @@ def per_sample_retina(x, l, g, k, s):
 
 
 def bench_training(cfg, device, batch, repeats, sync):
+    """The training step of Trainer.train_one_epoch (forward and loss, compiled with
+    --compile=True; backward; Adam), with the translation of the batch for translated MNIST."""
     torch.manual_seed(0)
-    model = RecurrentAttention.from_config(cfg).to(device)
-    opt = make_optimizer(model, 3e-4)
+    trainer = Trainer(cfg, device)
+    opt = make_optimizer(trainer.model, cfg.init_lr)
     x = torch.randn(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     gen = torch.Generator().manual_seed(0)
 
     def step():
         xb = translate(x, gen) if cfg.dataset == "translated" else x
-        terms, _ = loss_terms(model(xb, cfg.num_glimpses), y, cfg)
+        _, terms, _ = trainer.forward_loss(xb, y)
         opt.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         opt.step()
 
+    start = time.perf_counter()
+    step()  # with --compile=True, this compiles
+    first = time.perf_counter() - start
     # Several steps per timing, so that one measurement is tens of milliseconds.
     n = 20
     sec = timed(lambda: [step() for _ in range(n)], repeats, 1, sync) / n
-    return {"ms_per_batch": 1000 * sec, "images_per_s": batch / sec}
+    return {"ms_per_batch": 1000 * sec, "images_per_s": batch / sec, "first_step_s": first}
 
 
 def bench_evaluation(cfg, device, images, labels, repeats, sync):
@@ -107,6 +113,9 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=None, help="JSON path (default benchmark_<device>.json)")
+    p.add_argument("--compile", type=int, choices=(0, 1), default=1,
+                   help="also time the training step with --compile=True (about a minute of "
+                        "compilation per setting)")
     a = p.parse_args()
     device = torch.device(a.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -116,12 +125,14 @@ def main():
 
     print(f"device {report['device']}, {report['threads']} CPU threads, torch {torch.__version__}")
     print(f"{'training, batch 32':34s} {'ms/batch':>9s} {'images/s':>9s}")
-    for dataset in ("mnist", "translated"):
-        for variant in ("original", "both"):
-            r = bench_training(settings(dataset, variant), device, 32, a.repeats, sync)
-            report["training"][f"{dataset}/{variant}"] = r
-            print(f"  {dataset + ' ' + variant:32s} {r['ms_per_batch']:9.2f} "
-                  f"{r['images_per_s']:9.0f}")
+    runs = [(d, v, False) for d in ("mnist", "translated") for v in ("original", "both")]
+    runs += [(d, "both", True) for d in ("mnist", "translated")] if a.compile else []
+    for dataset, variant, compile in runs:
+        name = f"{dataset}/{variant}" + ("/compile" if compile else "")
+        r = bench_training(settings(dataset, variant, compile), device, 32, a.repeats, sync)
+        report["training"][name] = r
+        print(f"  {name:32s} {r['ms_per_batch']:9.2f} {r['images_per_s']:9.0f}"
+              + (f"   (compiled in {r['first_step_s']:.0f} s)" if compile else ""))
     if device.type == "cuda":
         r = bench_training(settings("mnist", "both"), device, 1024, a.repeats, sync)
         report["training"]["mnist/both/batch1024"] = r

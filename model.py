@@ -70,24 +70,21 @@ class RecurrentAttention(nn.Module):
         l_0 = torch.empty(B, 2, device=x.device, dtype=x.dtype).uniform_(-1, 1)
         return h_0, l_0
 
-    def step(self, x_padded, image_hw, l_prev, h_prev, f_g=None, f_h=None):
+    def step(self, x_padded, image_hw, l_prev, h_prev):
         """One glimpse: (h_t (B, hidden), l_t (B, 2), log_pi (B,)) from l_{t-1} and h_{t-1}.
 
-        x_padded is the image after self.retina.pad, image_hw its original (H, W); f_g and
-        f_h default to the glimpse and core networks (forward passes their fused forms)."""
-        f_g, f_h = f_g or self.glimpse, f_h or self.core
+        x_padded is the image after self.retina.pad, image_hw its original (H, W)."""
         rho = self.retina.extract(x_padded, l_prev, image_hw)
-        h_t = f_h(f_g(rho, l_prev), h_prev)
+        h_t = self.core(self.glimpse(rho, l_prev), h_prev)
         l_t, log_pi = self.location(h_t)
         return h_t, l_t, log_pi
 
     def forward(self, x, num_glimpses):
         h_t, l_t = self.initial_state(x)
         x_padded = self.retina.pad(x)
-        f_g, f_h = self.glimpse.fused(), self.core.fused()  # weights concatenated once
         hs, locations, log_pis = [], [l_t], []
         for _ in range(num_glimpses):
-            h_t, l_t, log_pi = self.step(x_padded, x.shape[-2:], l_t, h_t, f_g, f_h)
+            h_t, l_t, log_pi = self.step(x_padded, x.shape[-2:], l_t, h_t)
             hs.append(h_t)
             locations.append(l_t)
             log_pis.append(log_pi)

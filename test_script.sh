@@ -7,6 +7,9 @@
 #   bash test_script.sh --quick   the same pipeline on a tiny budget (400 images, one epoch,
 #                                 N up to 8), into runs_quick/; its one-epoch runs double as
 #                                 the first-epoch runs, so that it takes a couple of minutes
+#   bash test_script.sh [--quick] FLAG...   also pass main.py flags to every run, such as
+#                                 --use_gpu=True or --compile=True (flags that change a run's
+#                                 name, such as --random_seed, are not meant for this)
 #
 # Idempotent and resumable: a run whose evaluations exist is skipped, a run with a checkpoint
 # is resumed from it, and only what is missing is redone. Set PYTHON to choose the interpreter,
@@ -18,17 +21,22 @@ PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 
 if [ "${1:-}" = "--quick" ]; then
+    shift
     OUT=runs_quick RESULTS=runs_quick/results PLOTS=runs_quick/plots
     BUDGET=(--epochs=1 --subset=400) NMAX=8 SEEDS="" RATES="0 0.1 0.3"
     FIRST_EPOCH_LOGS=runs_quick/logs
-elif [ -z "${1:-}" ]; then
+else
     OUT=runs RESULTS=results PLOTS=plots
     BUDGET=(--epochs=100) NMAX=50 SEEDS="1 2 3 4 5" RATES="0 0.01 0.05 0.1 0.15 0.2 0.3 0.4 0.45 0.5 1 5 10"
     FIRST_EPOCH_LOGS=runs/first_epoch/logs
-else
-    echo "usage: bash test_script.sh [--quick]" >&2
-    exit 2
 fi
+for flag in "$@"; do
+    case $flag in --*=*) ;; *)
+        echo "usage: bash test_script.sh [--quick] [--flag=value ...] (got '$flag')" >&2
+        exit 2;;
+    esac
+done
+EXTRA=("$@")
 DIRS=(--ckpt_dir="$OUT/ckpt" --logs_dir="$OUT/logs" --results_dir="$RESULTS")
 FIRST=(--ckpt_dir="$OUT/first_epoch/ckpt" --logs_dir="$OUT/first_epoch/logs"
        --results_dir="$OUT/first_epoch/results")
@@ -53,10 +61,30 @@ train() {
     fi
 }
 
+# First the first-epoch comparison (one epoch per seed with the figure's lambdas; minutes),
+# then the 100-epoch runs (hours), so that a sitting cut short still leaves whole results.
+for dataset in ${DATASETS:-mnist translated}; do
+    for variant in original uncertainty intrinsic both; do
+        for seed in $SEEDS; do
+            # shellcheck disable=SC2206
+            fargs=(--dataset=$dataset ${VARIANT[$variant]} --epochs=1 --random_seed=$seed
+                   --lambda_intrinsic=${FIRST_EPOCH_LAMBDA[$dataset]} "${BUDGET[@]:1}"
+                   ${EXTRA[@]+"${EXTRA[@]}"})
+            fname=$(run_name "${fargs[@]}")
+            if compgen -G "$OUT/first_epoch/results/$fname/*.json" > /dev/null; then
+                echo "=== $fname: done"
+            else
+                echo "=== $fname"
+                train "${fargs[@]}" "${FIRST[@]}"
+            fi
+        done
+    done
+done
+
 for dataset in ${DATASETS:-mnist translated}; do
     for variant in original uncertainty intrinsic both; do
         # shellcheck disable=SC2206
-        args=(--dataset=$dataset ${VARIANT[$variant]} "${BUDGET[@]}")
+        args=(--dataset=$dataset ${VARIANT[$variant]} "${BUDGET[@]}" ${EXTRA[@]+"${EXTRA[@]}"})
         name=$(run_name "${args[@]}")
         echo "=== $name"
         if compgen -G "$RESULTS/$name/best-*_M10_curve${NMAX}*.json" > /dev/null; then
@@ -69,18 +97,6 @@ for dataset in ${DATASETS:-mnist translated}; do
             esac
             train "${args[@]}" "${DIRS[@]}" "${evaluation[@]}"
         fi
-        # The first-epoch comparison: one epoch per seed with the figure's lambdas.
-        for seed in $SEEDS; do
-            # shellcheck disable=SC2206
-            fargs=(--dataset=$dataset ${VARIANT[$variant]} --epochs=1 --random_seed=$seed
-                   --lambda_intrinsic=${FIRST_EPOCH_LAMBDA[$dataset]} "${BUDGET[@]:1}")
-            fname=$(run_name "${fargs[@]}")
-            if compgen -G "$OUT/first_epoch/results/$fname/*.json" > /dev/null; then
-                echo "    done: first epoch, seed $seed"
-            else
-                train "${fargs[@]}" "${FIRST[@]}"
-            fi
-        done
     done
 done
 

@@ -82,6 +82,19 @@ class Trainer:
         self.ckpt_path = {kind: os.path.join(cfg.ckpt_dir, f"{self.name}_{kind}.pt")
                           for kind in ("latest", "best")}
         self.log_dir = os.path.join(cfg.logs_dir, self.name)
+        self.forward_loss = self._forward_loss
+        if cfg.compile:
+            from torch._inductor import config as inductor_config
+            # Draw the random numbers with eager's generator, so that a compiled run samples
+            # the same locations as an eager one and resumes exactly.
+            inductor_config.fallback_random = True
+            self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
+
+    def _forward_loss(self, x, y):
+        """One training minibatch up to its loss: (locations l_0..l_T, loss terms, reward)."""
+        out = self.model(x, self.cfg.num_glimpses)
+        terms, reward = loss_terms(out, y, self.cfg)
+        return out.locations, terms, reward
 
     # ---------------------------------------------------------------- training
     def train(self, train_loader, valid_loader):
@@ -168,17 +181,17 @@ class Trainer:
         The running loss and accuracy (means over the epoch so far) are logged every
         iteration: the paper's convergence figure plots them over the first epoch."""
         self.model.train()
-        T = self.cfg.num_glimpses
         loss_sum, correct, seen = self.state["running"]
         bar = tqdm(total=len(loader), initial=self.state["batch"], desc=f"epoch {epoch + 1}",
                    leave=False, dynamic_ncols=True)
         for x, y in loader:
-            out = self.model(x, T)
+            # A last, smaller batch runs eagerly rather than compiling a second graph.
+            forward_loss = self.forward_loss if len(y) == self.cfg.batch_size else self._forward_loss
+            locations, terms, reward = forward_loss(x, y)
             if self.state["batch"] == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
                 n = 9  # the first images of the epoch's first batch
                 save_glimpse_trace(os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
-                                   x[:n], out.locations[:, :n], self.cfg, self.name)
-            terms, reward = loss_terms(out, y, self.cfg)
+                                   x[:n], locations[:, :n], self.cfg, self.name)
             loss = sum(terms.values())
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

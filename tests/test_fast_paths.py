@@ -1,6 +1,6 @@
-"""The fast paths compute what the plain ones do: fused layers, heads applied after the loop,
-fused Adam. Each is compared with a plain reference written here from SPEC, on values and on
-gradients."""
+"""The fast paths compute what the plain ones do: two layers summed in one buffer, heads applied
+after the loop, fused Adam, the compiled training step. Each is compared with a plain reference
+written here from SPEC, on values and on gradients."""
 import math
 from types import SimpleNamespace
 
@@ -20,30 +20,30 @@ def grads(outputs, params):
     return torch.autograd.grad(outputs, params, allow_unused=True)
 
 
-def test_fused_glimpse_network_equals_two_separate_layers(device):
+def test_merged_glimpse_layers_equal_two_separate_layers(device):
     torch.manual_seed(0)
     net = GlimpseNetwork(64, 128, 128).to(device)
     rho, l = torch.randn(16, 64, device=device), torch.rand(16, 2, device=device) * 2 - 1
     plain = F.relu(net.fc3(F.relu(net.fc1(rho))) + net.fc4(F.relu(net.fc2(l))))
-    fused = net(rho, l)
-    torch.testing.assert_close(fused, plain, atol=1e-6, rtol=1e-5)
+    merged = net(rho, l)
+    torch.testing.assert_close(merged, plain, atol=1e-6, rtol=1e-5)
     w = torch.randn_like(plain)
     params = list(net.parameters())
-    for a, b in zip(grads((fused * w).sum(), params), grads((plain * w).sum(), params)):
+    for a, b in zip(grads((merged * w).sum(), params), grads((plain * w).sum(), params)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_fused_core_network_equals_two_separate_layers(device):
+def test_merged_core_layers_equal_two_separate_layers(device):
     torch.manual_seed(1)
     net = CoreNetwork(256, 256).to(device)
     g = torch.randn(16, 256, device=device, requires_grad=True)
     h = torch.randn(16, 256, device=device, requires_grad=True)
     plain = F.relu(net.i2h(g) + net.h2h(h))
-    fused = net(g, h)
-    torch.testing.assert_close(fused, plain, atol=1e-6, rtol=1e-5)
+    merged = net(g, h)
+    torch.testing.assert_close(merged, plain, atol=1e-6, rtol=1e-5)
     w = torch.randn_like(plain)
     inputs = list(net.parameters()) + [g, h]
-    for a, b in zip(grads((fused * w).sum(), inputs), grads((plain * w).sum(), inputs)):
+    for a, b in zip(grads((merged * w).sum(), inputs), grads((plain * w).sum(), inputs)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -122,4 +122,33 @@ def test_fused_adam_follows_plain_adam():
             sum(terms.values()).backward()
             opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_training_step_equals_eager(tmp_path):
+    """--compile=True: the compiled forward and loss give the eager locations, loss terms and
+    gradients (the same random draws: inductor falls back to eager's generator)."""
+    from config import get_config
+    from trainer import Trainer
+    cfg = get_config(["--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
+                      "--num_glimpses=2", "--uncertainty=True", "--intrinsic=True",
+                      "--compile=True", f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}"])
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, "cpu")
+    assert trainer.forward_loss is not trainer._forward_loss
+    x, y = torch.randn(cfg.batch_size, 1, 28, 28), torch.randint(0, 10, (cfg.batch_size,))
+    params = list(trainer.model.parameters())
+    results = []
+    for forward_loss in (trainer._forward_loss, trainer.forward_loss):
+        torch.manual_seed(7)
+        locations, terms, reward = forward_loss(x, y)
+        results.append((locations, terms, reward, grads(sum(terms.values()), params)))
+    (l_e, t_e, r_e, g_e), (l_c, t_c, r_c, g_c) = results
+    torch.testing.assert_close(l_c, l_e)
+    torch.testing.assert_close(r_c, r_e)
+    assert t_c.keys() == t_e.keys() == {"action", "baseline", "reinforce", "fit", "uncertainty",
+                                         "intrinsic"}
+    for k in t_e:
+        torch.testing.assert_close(t_c[k], t_e[k], atol=1e-6, rtol=1e-5)
+    for a, b in zip(g_c, g_e):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
