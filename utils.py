@@ -295,6 +295,136 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
     return written
 
 
+# ------------------------------------------------------------------------------- tables
+# The author's numbers (SPEC, "Results to reproduce"): 28x28 MNIST, 100 epochs, one seed.
+PAPER = {
+    "first_epoch": {"mnist": {"original": 61, "uncertainty": 62, "intrinsic": 63.5, "both": 64},
+                    "translated": {"original": 30, "uncertainty": 31, "intrinsic": 33,
+                                   "both": 35}},
+    # test accuracy (%) after N glimpses, M = 1 unless the key says M10
+    "fixed": {"mnist": {"original": {6: 98.3, "6M10": 99.2, 1: 57, 30: 14, 50: 14},
+                        "uncertainty": {1: 10, 30: 10, 50: 10},
+                        "intrinsic": {1: 27},
+                        "both": {1: 12, 30: 98.5, 50: 98.5}}},
+    # eps -> (mean glimpses, accuracy %), released stopping rule
+    "dynamic": {"mnist": {"both": {0: (1.0, 11.6), 0.01: (1.76, 53.1), 0.15: (3.19, 93.7),
+                                   0.3: (4.81, 97.9), 0.4: (8.99, 98.7), 0.45: (36.7, 97.5)},
+                          "uncertainty": {5: (5.66, 99.02), 10: (6.43, 99.08)}}},
+}
+
+
+def first_epoch_summary(first_epoch_logs):
+    """{dataset: {variant: {seed: running train accuracy at the end of the first epoch}}} from
+    the train_iterations.csv of every first-epoch run."""
+    import re
+    pattern = re.compile(
+        r"^(\w+?)_ram_.*_(original|uncertainty|intrinsic|both)_seed(\d+)(?:_subset\d+)?$")
+    summary = {}
+    for run_dir in sorted(glob.glob(os.path.join(first_epoch_logs, "*"))):
+        m = pattern.match(os.path.basename(run_dir))
+        csv_path = os.path.join(run_dir, "train_iterations.csv")
+        if not m or not os.path.exists(csv_path):
+            continue
+        iterations, acc = read_running_accuracy(csv_path)
+        if acc and iterations[-1] == _epoch_length(csv_path):  # a finished epoch only
+            summary.setdefault(m.group(1), {}).setdefault(m.group(2), {})[int(m.group(3))] = acc[-1]
+    return summary
+
+
+def _epoch_length(csv_path):
+    """Batches in the first epoch of a run: the iteration of its last first-epoch row, or 0 if
+    the epoch did not end (the run's epochs.csv has no row for it)."""
+    import csv
+    epochs = os.path.join(os.path.dirname(csv_path), "epochs.csv")
+    if not os.path.exists(epochs):
+        return 0
+    with open(epochs, newline="") as f:
+        if not any(int(r["epoch"]) == 1 for r in csv.DictReader(f)):
+            return 0
+    return read_running_accuracy(csv_path)[0][-1]
+
+
+def _cell(ours, paper=None):
+    """'98.9' or '98.9 (98.3)': ours, and the author's number in brackets where SPEC has one."""
+    text = "-" if ours is None else f"{ours:.1f}"
+    return text if paper is None else f"{text} ({paper:g})"
+
+
+def results_markdown(results_dir, first_epoch):
+    """The README's result tables, in markdown, from the evaluation JSONs of results_dir and a
+    first_epoch_summary. The author's numbers are in brackets."""
+    import numpy as np
+    lines = []
+    if first_epoch:
+        lines += ["Running train accuracy (%) at the end of the first epoch: mean +- standard "
+                  "deviation over seeds (the author's, one seed, in brackets).", "",
+                  "| variant | " + " | ".join(f"{DATASET_TITLES[d]} | seeds" for d in first_epoch)
+                  + " |", "|---|" + "---|---|" * len(first_epoch)]
+        for variant in VARIANTS:
+            row = [LABELS[variant]]
+            for dataset, by_variant in first_epoch.items():
+                accs = 100 * np.array(list(by_variant.get(variant, {}).values()))
+                paper = PAPER["first_epoch"].get(dataset, {}).get(variant)
+                row += [(f"{accs.mean():.1f} +- {accs.std(ddof=1) if len(accs) > 1 else 0:.1f}"
+                         + (f" ({paper:g})" if paper is not None else "")) if len(accs) else "-",
+                        str(len(accs))]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    results = latest_results(results_dir)
+    for dataset in sorted({r["dataset"] for r in results}):
+        runs = {}
+        for r in results:
+            if r["dataset"] == dataset and "curve" in r:
+                runs.setdefault(r["run"], {})[r["fixed"]["M"]] = r
+        if not runs:
+            continue
+        Ns = (1, 6, 10, 20, 30, 50)
+        lines += [f"Test accuracy (%) on {DATASET_TITLES[dataset]} after N glimpses, with M = 1 "
+                  "unless noted (the author's in brackets):", "",
+                  "| variant | epochs | " + " | ".join(
+                      f"N={n}" for n in Ns[:2]) + " | N=6, M=10 | " + " | ".join(
+                      f"N={n}" for n in Ns[2:]) + " |", "|---|---|" + "---|" * (len(Ns) + 1)]
+        from argparse import Namespace
+        from config import variant_name
+        for run in sorted(runs, key=lambda k: VARIANTS.index(
+                variant_name(Namespace(**next(iter(runs[k].values()))["config"])))):
+            by_m = runs[run]
+            one = by_m.get(1) or next(iter(by_m.values()))
+            variant = variant_name(Namespace(**one["config"]))
+            paper = PAPER["fixed"].get(dataset, {}).get(variant, {})
+
+            def acc(m, n):
+                r = by_m.get(m)
+                if r is None or n > len(r["curve"]["accuracy"]):
+                    return None
+                return 100 * r["curve"]["accuracy"][n - 1]
+            cells = [_cell(acc(1, n), paper.get(n)) for n in Ns[:2]]
+            cells += [_cell(acc(10, 6), paper.get("6M10"))]
+            cells += [_cell(acc(1, n), paper.get(n)) for n in Ns[2:]]
+            lines.append(f"| {LABELS[variant]} | {one['epoch']} | " + " | ".join(cells) + " |")
+        lines.append("")
+        for r in sorted((r for r in results if r["dataset"] == dataset and "dynamic" in r
+                         and r["fixed"]["M"] == 1), key=lambda r: r["run"]):
+            variant = variant_name(Namespace(**r["config"]))
+            paper = PAPER["dynamic"].get(dataset, {}).get(variant, {})
+            rules = [rule for rule in ("spec", "released") if rule in r["dynamic"]]
+            lines += [f"Dynamic number of glimpses, {LABELS[variant]} on "
+                      f"{DATASET_TITLES[dataset]} (at most {r['config']['max_glimpses']}): "
+                      "mean glimpses, accuracy (%)", "",
+                      "| eps | " + " | ".join(f"{rule} rule" for rule in rules)
+                      + " | the author's (released rule) |",
+                      "|---|" + "---|" * (len(rules) + 1)]
+            for i, point in enumerate(r["dynamic"][rules[0]]):
+                eps = point["exploration_rate"]
+                cells = [f"{p['mean_glimpses']:.2f}, {100 * p['accuracy']:.1f}"
+                         for p in (r["dynamic"][rule][i] for rule in rules)]
+                theirs = paper.get(eps)
+                cells.append(f"{theirs[0]:g}, {theirs[1]:g}" if theirs else "")
+                lines.append(f"| {eps:g} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     import argparse
     p = argparse.ArgumentParser(description="Draw the paper's figures from the files of "
@@ -306,3 +436,13 @@ if __name__ == "__main__":
     a = p.parse_args()
     for f in make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir):
         print(f"[*] wrote {f}")
+    # The tables of the README, and the first-epoch numbers they come from (the logs
+    # themselves are not committed).
+    first_epoch = first_epoch_summary(a.first_epoch_logs)
+    if first_epoch:
+        write_json(first_epoch, os.path.join(a.results_dir, "first_epoch.json"))
+    tables = os.path.join(a.results_dir, "tables.md")
+    with open(tables + ".tmp", "w") as f:
+        f.write(results_markdown(a.results_dir, first_epoch))
+    os.replace(tables + ".tmp", tables)
+    print(f"[*] wrote {tables}")

@@ -1,6 +1,7 @@
 """The one-command pipeline: `bash test_script.sh --quick` end to end, run twice (the second
 run must redo nothing), and the results notebook executed on its outputs."""
 import glob
+import json
 import os
 import re
 import shutil
@@ -54,7 +55,8 @@ def test_a_second_run_redoes_only_what_is_missing(quick_pipeline):
     shutil.rmtree(removed)
     before = {p: os.path.getmtime(p) for p in glob.glob(str(root / "runs_quick/**/*.*"),
                                                            recursive=True)
-              if "/plots/" not in p and "/logs/" not in p}
+              if "/plots/" not in p and "/logs/" not in p
+              and not p.endswith(("tables.md", "first_epoch.json"))}  # redrawn every time
     run = subprocess.run(["bash", "test_script.sh", "--quick"], cwd=root, capture_output=True,
                          text=True, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -90,3 +92,36 @@ def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
               if "image/png" in o.get("data", {})]
     assert len(images) == 5  # four figures and the glimpse picture
     assert os.path.exists(root / "notebook_plots/notebook_glimpses.png")
+
+
+def test_tables_hold_the_numbers_of_the_results_files(quick_pipeline):
+    """results/tables.md (the README's tables) and first_epoch.json are made from the run
+    files: the running accuracy at the end of each first epoch, and N = 6 with M = 1 and 10."""
+    from argparse import Namespace
+
+    from config import variant_name
+    from utils import DATASET_TITLES, LABELS
+    root, _ = quick_pipeline
+    results = root / "runs_quick/results"
+    first = json.loads((results / "first_epoch.json").read_text())
+    for dataset in ("mnist", "translated"):
+        assert set(first[dataset]) == {"original", "uncertainty", "intrinsic", "both"}
+        for variant, by_seed in first[dataset].items():
+            csv, = glob.glob(str(root / f"runs_quick/logs/{dataset}_ram_*_{variant}_seed1_"
+                                        "subset400/train_iterations.csv"))
+            last = open(csv).read().strip().splitlines()[-1].split(",")
+            assert by_seed == {"1": float(last[4])}
+    tables = (results / "tables.md").read_text()
+    first_rows = [line for line in tables.splitlines() if line.startswith("| RAM")][:4]
+    assert f"{100 * first['mnist']['both']['1']:.1f} +- 0.0 (64)" in first_rows[3]
+    paths = glob.glob(str(results / "*/best-epoch1_N6_M1_curve8*.json"))
+    assert len(paths) == 8
+    for path in paths:
+        r = json.loads(open(path).read())
+        m10 = json.loads(open(path.replace("_M1_", "_M10_")).read())
+        section = tables.split(f"Test accuracy (%) on {DATASET_TITLES[r['dataset']]}")[1]
+        label = LABELS[variant_name(Namespace(**r["config"]))]
+        row = next(line for line in section.splitlines() if line.startswith(f"| {label} | 1 |"))
+        cells = [c.strip().split(" ")[0] for c in row.strip("|").split("|")]
+        assert cells[3] == f"{100 * r['curve']['accuracy'][5]:.1f}"
+        assert cells[4] == f"{100 * m10['curve']['accuracy'][5]:.1f}"
