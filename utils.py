@@ -107,7 +107,10 @@ def plot_first_epoch(csvs, title, path):
         it = np.arange(1, n + 1)
         label = f"{LABELS[variant]} ({acc[:, -1].mean():.1f}%" + (
             f", {len(runs)} seeds)" if len(runs) > 1 else ")")
-        ax.plot(it, acc.mean(0), color=COLORS[variant], label=label)
+        # dashed: the variants with the uncertainty term, which would otherwise hide the line
+        # of the variant without it (their means are close)
+        ax.plot(it, acc.mean(0), color=COLORS[variant], label=label,
+                linestyle="--" if variant in ("uncertainty", "both") else "-")
         if len(runs) > 1:
             ax.fill_between(it, acc.min(0), acc.max(0), color=COLORS[variant], alpha=0.2)
     ax.set_xlabel("iteration of the first epoch (batch 32)")
@@ -368,6 +371,19 @@ def results_markdown(results_dir, first_epoch):
                 row += [(f"{accs.mean():.1f} +- {accs.std(ddof=1) if len(accs) > 1 else 0:.1f}"
                          + (f" ({paper:g})" if paper is not None else "")) if len(accs) else "-",
                         str(len(accs))]
+            lines.append("| " + " | ".join(row) + " |")
+        lines += ["", "The same, as the difference to original RAM with the same seed (the same "
+                  "initial weights, batches and translations): mean +- standard deviation over "
+                  "seeds, and in how many seeds the variant is ahead.", "",
+                  "| variant | " + " | ".join(f"{DATASET_TITLES[d]} | ahead" for d in first_epoch)
+                  + " |", "|---|" + "---|---|" * len(first_epoch)]
+        for variant in VARIANTS[1:]:
+            row = [LABELS[variant]]
+            for by_variant in first_epoch.values():
+                ours, base = by_variant.get(variant, {}), by_variant.get("original", {})
+                diff = 100 * np.array([ours[s] - base[s] for s in sorted(ours) if s in base])
+                row += [f"{diff.mean():+.1f} +- {diff.std(ddof=1) if len(diff) > 1 else 0:.1f}",
+                        f"{(diff > 0).sum()} of {len(diff)}"] if len(diff) else ["-", "-"]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     results = latest_results(results_dir)
