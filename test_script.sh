@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Redo the paper: train the four variants on MNIST and on translated MNIST (100 epochs), the
 # first-epoch comparison over several seeds, evaluate every run (accuracy against N = 1..50 with
-# M = 1 and M = 10, the dynamic sweeps with both stopping rules) and draw the figures.
+# M = 1 and M = 10, the dynamic sweeps with both stopping rules), draw the figures and tables,
+# and copy each run's best checkpoint, slimmed down, to pretrained/.
 #
 #   bash test_script.sh           the full pipeline: results/ and plots/ (many hours on a CPU)
 #   bash test_script.sh --quick   the same pipeline on a tiny budget (400 images, one epoch,
@@ -22,11 +23,11 @@ PY=${PYTHON:-python}
 
 if [ "${1:-}" = "--quick" ]; then
     shift
-    OUT=runs_quick RESULTS=runs_quick/results PLOTS=runs_quick/plots
+    OUT=runs_quick RESULTS=runs_quick/results PLOTS=runs_quick/plots PRETRAINED=runs_quick/pretrained
     BUDGET=(--epochs=1 --subset=400) NMAX=8 SEEDS="" RATES="0 0.1 0.3"
     FIRST_EPOCH_LOGS=runs_quick/logs
 else
-    OUT=runs RESULTS=results PLOTS=plots
+    OUT=runs RESULTS=results PLOTS=plots PRETRAINED=pretrained
     BUDGET=(--epochs=100) NMAX=50 SEEDS="1 2 3 4 5" RATES="0 0.01 0.05 0.1 0.15 0.2 0.3 0.4 0.45 0.5 1 5 10"
     FIRST_EPOCH_LOGS=runs/first_epoch/logs
 fi
@@ -101,4 +102,4 @@ for dataset in ${DATASETS:-mnist translated}; do
 done
 
 "$PY" utils.py --results_dir="$RESULTS" --first_epoch_logs="$FIRST_EPOCH_LOGS" \
-    --plots_dir="$PLOTS"
+    --plots_dir="$PLOTS" --pretrained_dir="$PRETRAINED"

@@ -1,4 +1,4 @@
-"""Checkpoint files, and the figures of the paper."""
+"""Checkpoint files, the shipped pretrained checkpoints, and the figures and tables of the paper."""
 import glob
 import json
 import os
@@ -298,6 +298,48 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
     return written
 
 
+# ------------------------------------------------------------------------------- pretrained
+def first_batch_accuracy(model, cfg):
+    """Test accuracy after cfg.test_glimpses glimpses (M = 1) on the first evaluation batch of
+    the test set: the first 1,000 images, seeded as in a full evaluation (trainer.test)."""
+    from data_loader import get_test_loader
+    from evaluate import accuracy_curve, run_glimpses
+    from trainer import EVAL_BATCH
+    batch = next(iter(get_test_loader(cfg, "cpu", EVAL_BATCH)))
+    log_probs, _, labels = run_glimpses(model, [batch], cfg.test_glimpses, 1, cfg.random_seed)
+    return accuracy_curve(log_probs, labels)[-1]
+
+
+def export_pretrained(results_dir, pretrained_dir, data_dir="./data"):
+    """Copy the best checkpoint of every run evaluated in results_dir to
+    pretrained_dir/<run>_best.pt, keeping what `--is_train=False` needs (settings, weights,
+    epoch) and recording its test accuracy (N = test_glimpses, M = 1) on the 10,000 test
+    images and on the first 1,000 (tests/test_pretrained.py checks the latter).
+    Returns the paths written."""
+    from argparse import Namespace
+
+    from model import RecurrentAttention
+    written = []
+    for r in latest_results(results_dir):
+        if r["fixed"]["M"] != 1 or not r["checkpoint"].endswith("_best.pt"):
+            continue
+        ckpt = torch.load(r["checkpoint"], map_location="cpu", weights_only=True)
+        if ckpt["epoch"] != r["epoch"]:
+            raise CheckpointError(f"{r['checkpoint']} is from epoch {ckpt['epoch']}, but the "
+                                  f"results of {r['run']} are of epoch {r['epoch']}.")
+        cfg = Namespace(**dict(ckpt["config"], data_dir=data_dir))
+        model = RecurrentAttention.from_config(cfg)
+        model.load_state_dict(ckpt["model"])
+        shipped = {key: ckpt[key] for key in ("config", "model", "epoch", "best_valid_acc")}
+        shipped["recorded"] = {"N": r["fixed"]["N"], "M": 1, "test_accuracy": r["fixed"]["accuracy"],
+                               "first_1000_accuracy": first_batch_accuracy(model, cfg)}
+        path = os.path.join(pretrained_dir, os.path.basename(r["checkpoint"]))
+        os.makedirs(pretrained_dir, exist_ok=True)
+        save_checkpoint(shipped, path)
+        written.append(path)
+    return written
+
+
 # ------------------------------------------------------------------------------- tables
 # The author's numbers (SPEC, "Results to reproduce"): 28x28 MNIST, 100 epochs, one seed.
 PAPER = {
@@ -449,7 +491,12 @@ if __name__ == "__main__":
     p.add_argument("--first_epoch_logs", default="./runs/first_epoch/logs",
                    help="logs_dir of the first-epoch runs (train_iterations.csv per run)")
     p.add_argument("--plots_dir", default="./plots", help="where the PNG and GIF files go")
+    p.add_argument("--pretrained_dir", default=None,
+                   help="also copy every evaluated run's best checkpoint there, slimmed down "
+                        "for --is_train=False (pretrained/ in the repository)")
     a = p.parse_args()
+    for f in export_pretrained(a.results_dir, a.pretrained_dir) if a.pretrained_dir else []:
+        print(f"[*] wrote {f}")
     for f in make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir):
         print(f"[*] wrote {f}")
     # The tables of the README, and the first-epoch numbers they come from (the logs
