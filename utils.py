@@ -439,13 +439,13 @@ def results_markdown(results_dir, first_epoch):
         Ns = (1, 6, 10, 20, 30, 50)
         lines += [f"Test accuracy (%) on {DATASET_TITLES[dataset]} after N glimpses, with M = 1 "
                   "unless noted (the author's in brackets):", "",
-                  "| variant | epochs | " + " | ".join(
+                  "| variant | seed | epochs | " + " | ".join(
                       f"N={n}" for n in Ns[:2]) + " | N=6, M=10 | " + " | ".join(
-                      f"N={n}" for n in Ns[2:]) + " |", "|---|---|" + "---|" * (len(Ns) + 1)]
+                      f"N={n}" for n in Ns[2:]) + " |", "|---|---|---|" + "---|" * (len(Ns) + 1)]
         from argparse import Namespace
         from config import variant_name
-        for run in sorted(runs, key=lambda k: VARIANTS.index(
-                variant_name(Namespace(**next(iter(runs[k].values()))["config"])))):
+        for run in sorted(runs, key=lambda k: (VARIANTS.index(variant_name(Namespace(
+                **next(iter(runs[k].values()))["config"]))), next(iter(runs[k].values()))["seed"])):
             by_m = runs[run]
             one = by_m.get(1) or next(iter(by_m.values()))
             variant = variant_name(Namespace(**one["config"]))
@@ -459,14 +459,15 @@ def results_markdown(results_dir, first_epoch):
             cells = [_cell(acc(1, n), paper.get(n)) for n in Ns[:2]]
             cells += [_cell(acc(10, 6), paper.get("6M10"))]
             cells += [_cell(acc(1, n), paper.get(n)) for n in Ns[2:]]
-            lines.append(f"| {LABELS[variant]} | {one['epoch']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {LABELS[variant]} | {one['seed']} | {one['epoch']} | "
+                         + " | ".join(cells) + " |")
         lines.append("")
         for r in sorted((r for r in results if r["dataset"] == dataset and "dynamic" in r
                          and r["fixed"]["M"] == 1), key=lambda r: r["run"]):
             variant = variant_name(Namespace(**r["config"]))
             paper = PAPER["dynamic"].get(dataset, {}).get(variant, {})
             rules = [rule for rule in ("spec", "released") if rule in r["dynamic"]]
-            lines += [f"Dynamic number of glimpses, {LABELS[variant]} on "
+            lines += [f"Dynamic number of glimpses, {LABELS[variant]} (seed {r['seed']}) on "
                       f"{DATASET_TITLES[dataset]} (at most {r['config']['max_glimpses']}): "
                       "mean glimpses, accuracy (%)", "",
                       "| eps | " + " | ".join(f"{rule} rule" for rule in rules)
