@@ -195,3 +195,17 @@ def test_cli_impossible_setting_exits_2_with_one_sentence(tmp_path):
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     assert "--std must be positive" in p.stderr
+
+
+def test_glimpse_trace_of_a_slice_holds_only_the_slice(tmp_path):
+    """A trace of 9 images out of a batch of 1,000 stores 9 images, not the batch's storage."""
+    from types import SimpleNamespace
+
+    from utils import save_glimpse_trace
+    x, locations = torch.randn(1000, 1, 28, 28), torch.rand(7, 1000, 2)
+    cfg = SimpleNamespace(patch_size=8, num_patches=1, glimpse_scale=2)
+    path = tmp_path / "trace.pt"
+    save_glimpse_trace(str(path), x[:9], locations[:, :9], cfg, "run")
+    assert os.path.getsize(path) < 20 * 9 * 28 * 28  # 4 bytes per pixel, plus headers
+    g = torch.load(path, weights_only=True)
+    assert torch.equal(g["images"], x[:9]) and torch.equal(g["locations"], locations[:, :9])
