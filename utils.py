@@ -505,8 +505,12 @@ if __name__ == "__main__":
     # The tables of the README, and the first-epoch numbers they come from (the logs
     # themselves are not committed).
     first_epoch = first_epoch_summary(a.first_epoch_logs)
+    summary = os.path.join(a.results_dir, "first_epoch.json")
     if first_epoch:
-        write_json(first_epoch, os.path.join(a.results_dir, "first_epoch.json"))
+        write_json(first_epoch, summary)
+    elif os.path.exists(summary):  # the logs are not committed; their summary is
+        with open(summary) as f:
+            first_epoch = json.load(f)
     tables = os.path.join(a.results_dir, "tables.md")
     with open(tables + ".tmp", "w") as f:
         f.write(results_markdown(a.results_dir, first_epoch))
