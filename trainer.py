@@ -186,8 +186,8 @@ class Trainer:
                    leave=False, dynamic_ncols=True)
         for x, y in loader:
             # A last, smaller batch runs eagerly rather than compiling a second graph.
-            forward_loss = self.forward_loss if len(y) == self.cfg.batch_size else self._forward_loss
-            locations, terms, reward = forward_loss(x, y)
+            full = len(y) == self.cfg.batch_size
+            locations, terms, reward = (self.forward_loss if full else self._forward_loss)(x, y)
             if self.state["batch"] == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
                 n = 9  # the first images of the epoch's first batch
                 save_glimpse_trace(os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
@@ -227,8 +227,7 @@ class Trainer:
         self.model.eval()
         loss_sum, correct, seen = 0.0, 0.0, 0
         for x, y in loader:
-            out = self.model(x, self.cfg.num_glimpses)
-            terms, reward = loss_terms(out, y, self.cfg)
+            _, terms, reward = self._forward_loss(x, y)
             loss_sum += sum(terms.values()).item() * len(y)
             correct += reward.sum().item()
             seen += len(y)
