@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 
 import torch
 
@@ -68,6 +69,9 @@ def load_checkpoint(path, cfg, keys=ARCHITECTURE):
 
 # ------------------------------------------------------------------------------- figures
 VARIANTS = ("original", "uncertainty", "intrinsic", "both")
+# config.run_name's form: dataset, variant and seed as groups 1, 2 and 3
+RUN_NAME = re.compile(
+    r"^(\w+?)_ram_.*_(original|uncertainty|intrinsic|both)_seed(\d+)(?:_subset\d+)?$")
 DATASET_TITLES = {"mnist": "MNIST 28x28", "translated": "translated MNIST 60x60"}
 COLORS = dict(zip(VARIANTS, ("tab:gray", "tab:blue", "tab:orange", "tab:green")))
 LABELS = {"original": "RAM", "uncertainty": "RAM + uncertainty", "intrinsic": "RAM + intrinsic",
@@ -244,17 +248,15 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
     - glimpses_<dataset>.png: test accuracy against N = 1..N_max, with the dynamic points;
     - where_<run>.png / .gif: where each run looks on a few test images (its latest
       evaluated checkpoint)."""
-    import re
     from argparse import Namespace
 
     import numpy as np
 
     from config import variant_name
     written = []
-    pattern = re.compile(r"^(\w+?)_ram_.*_(original|uncertainty|intrinsic|both)_seed\d+")
     by_dataset = {}
     for run_dir in sorted(glob.glob(os.path.join(first_epoch_logs, "*"))):
-        m = pattern.match(os.path.basename(run_dir))
+        m = RUN_NAME.match(os.path.basename(run_dir))
         csv_path = os.path.join(run_dir, "train_iterations.csv")
         if m and os.path.exists(csv_path):
             by_dataset.setdefault(m.group(1), {}).setdefault(m.group(2), []).append(csv_path)
@@ -363,32 +365,25 @@ PAPER = {
 def first_epoch_summary(first_epoch_logs):
     """{dataset: {variant: {seed: running train accuracy at the end of the first epoch}}} from
     the train_iterations.csv of every first-epoch run."""
-    import re
-    pattern = re.compile(
-        r"^(\w+?)_ram_.*_(original|uncertainty|intrinsic|both)_seed(\d+)(?:_subset\d+)?$")
     summary = {}
     for run_dir in sorted(glob.glob(os.path.join(first_epoch_logs, "*"))):
-        m = pattern.match(os.path.basename(run_dir))
+        m = RUN_NAME.match(os.path.basename(run_dir))
         csv_path = os.path.join(run_dir, "train_iterations.csv")
-        if not m or not os.path.exists(csv_path):
+        if not m or not os.path.exists(csv_path) or not _first_epoch_ended(run_dir):
             continue
-        iterations, acc = read_running_accuracy(csv_path)
-        if acc and iterations[-1] == _epoch_length(csv_path):  # a finished epoch only
-            summary.setdefault(m.group(1), {}).setdefault(m.group(2), {})[int(m.group(3))] = acc[-1]
+        _, acc = read_running_accuracy(csv_path)
+        summary.setdefault(m.group(1), {}).setdefault(m.group(2), {})[int(m.group(3))] = acc[-1]
     return summary
 
 
-def _epoch_length(csv_path):
-    """Batches in the first epoch of a run: the iteration of its last first-epoch row, or 0 if
-    the epoch did not end (the run's epochs.csv has no row for it)."""
+def _first_epoch_ended(run_dir):
+    """Whether the run finished its first epoch: its epochs.csv has a row for it."""
     import csv
-    epochs = os.path.join(os.path.dirname(csv_path), "epochs.csv")
+    epochs = os.path.join(run_dir, "epochs.csv")
     if not os.path.exists(epochs):
-        return 0
+        return False
     with open(epochs, newline="") as f:
-        if not any(int(r["epoch"]) == 1 for r in csv.DictReader(f)):
-            return 0
-    return read_running_accuracy(csv_path)[0][-1]
+        return any(int(r["epoch"]) == 1 for r in csv.DictReader(f))
 
 
 def _cell(ours, paper=None):
