@@ -129,14 +129,22 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path):
     """Test accuracy after N glimpses, one line per variant, and the dynamic (mean glimpses,
     accuracy) points of the variants that have them.
 
-    curves: {label: (N list, accuracy list)}, dynamic: {label: [point dicts]}."""
+    curves: {label: (N list, [accuracy list of each seed])}: the mean over seeds is drawn, with
+    a band from the lowest to the highest seed where there are several;
+    dynamic: {label: [point dicts]}."""
+    import numpy as np
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
-    for label, (n, acc) in curves.items():
+    for label, (n, seeds) in curves.items():
         variant = label.split(" ")[0]
-        ax.plot(n, [100 * a for a in acc], color=COLORS.get(variant),
+        acc = 100 * np.array(seeds)
+        seeds_note = f" ({len(seeds)} seeds)" if len(seeds) > 1 else ""
+        ax.plot(n, acc.mean(axis=0), color=COLORS.get(variant),
                 linestyle="--" if " M=" in label else "-",  # M > 1 dashed
-                label=f"{LABELS.get(variant, variant)}{label[len(variant):]}")
+                label=f"{LABELS.get(variant, variant)}{label[len(variant):]}{seeds_note}")
+        if len(seeds) > 1 and " M=" not in label:
+            ax.fill_between(n, acc.min(axis=0), acc.max(axis=0), color=COLORS.get(variant),
+                            alpha=0.15, linewidth=0)
     for label, points in dynamic.items():
         variant = label.split(" ")[0]
         ax.plot([p["mean_glimpses"] for p in points], [100 * p["accuracy"] for p in points],
@@ -279,8 +287,7 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         if not curves and not dynamic:
             continue  # only fixed-N evaluations: nothing to plot against N
         order = lambda d: dict(sorted(d.items(), key=lambda kv: (VARIANTS.index(kv[0].split()[0]), kv[0])))
-        mean_curves = {k: (v[0]["N"], np.mean([c["accuracy"] for c in v], axis=0).tolist())
-                       for k, v in curves.items()}
+        seed_curves = {k: (v[0]["N"], [c["accuracy"] for c in v]) for k, v in curves.items()}
         mean_dynamic = {k: [{"mean_glimpses": float(np.mean([s[i]["mean_glimpses"] for s in v])),
                              "accuracy": float(np.mean([s[i]["accuracy"] for s in v]))}
                             for i in range(len(v[0]))] for k, v in dynamic.items()}
@@ -288,7 +295,7 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         c = some["config"]
         title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} glimpses of "
                  f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
-        written.append(plot_accuracy_vs_glimpses(order(mean_curves), order(mean_dynamic), title,
+        written.append(plot_accuracy_vs_glimpses(order(seed_curves), order(mean_dynamic), title,
                                                  os.path.join(plots_dir, f"glimpses_{dataset}.png")))
     traces = {}
     for path in glob.glob(os.path.join(results_dir, "*", "glimpses_*-epoch*.pt")):
@@ -392,6 +399,36 @@ def _cell(ours, paper=None):
     return text if paper is None else f"{text} ({paper:g})"
 
 
+def _across_seeds(seeds, title):
+    """Markdown lines: the spread over seeds of the variants trained with several, and RAM +
+    both against original RAM at N = 50, seed by seed (issue 6, item 4).
+
+    seeds: {variant: {seed: {column: accuracy % or None}}}."""
+    import numpy as np
+    several = [v for v in VARIANTS if len(seeds.get(v, {})) > 1]
+    if not several:
+        return []
+    columns = list(next(iter(seeds[several[0]].values())))
+    lines = [f"The same on {title} for the variants trained with several seeds: mean +- "
+             "standard deviation over seeds [lowest, highest]:", "",
+             "| variant | seeds | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for variant in several:
+        cells = []
+        for column in columns:
+            acc = np.array([a[column] for a in seeds[variant].values() if a[column] is not None])
+            cells.append(f"{acc.mean():.1f} +- {acc.std(ddof=1):.1f} [{acc.min():.1f}, "
+                         f"{acc.max():.1f}]" if len(acc) > 1 else "-")
+        lines.append(f"| {LABELS[variant]} | {len(seeds[variant])} | " + " | ".join(cells) + " |")
+    both, base = seeds.get("both", {}), seeds.get("original", {})
+    paired = [(s, both[s]["N=50"] - base[s]["N=50"]) for s in sorted(both)
+              if s in base and both[s]["N=50"] is not None and base[s]["N=50"] is not None]
+    if paired:
+        lines += ["", "RAM + both minus RAM at N = 50, seed by seed: " + ", ".join(
+            f"seed {s}: {d:+.1f}" for s, d in paired) + " points."]
+    return lines + [""]
+
+
 def results_markdown(results_dir, first_epoch):
     """The README's result tables, in markdown, from the evaluation JSONs of results_dir and a
     first_epoch_summary. The author's numbers are in brackets."""
@@ -441,6 +478,7 @@ def results_markdown(results_dir, first_epoch):
                       f"N={n}" for n in Ns[2:]) + " |", "|---|---|---|" + "---|" * (len(Ns) + 1)]
         from argparse import Namespace
         from config import variant_name
+        seeds = {}  # variant -> seed -> the accuracies of _across_seeds
         for run in sorted(runs, key=lambda k: (VARIANTS.index(variant_name(Namespace(
                 **next(iter(runs[k].values()))["config"]))), next(iter(runs[k].values()))["seed"])):
             by_m = runs[run]
@@ -458,7 +496,10 @@ def results_markdown(results_dir, first_epoch):
             cells += [_cell(acc(1, n), paper.get(n)) for n in Ns[2:]]
             lines.append(f"| {LABELS[variant]} | {one['seed']} | {one['epoch']} | "
                          + " | ".join(cells) + " |")
+            seeds.setdefault(variant, {})[one["seed"]] = {
+                "N=1": acc(1, 1), "N=6": acc(1, 6), "N=6, M=10": acc(10, 6), "N=50": acc(1, 50)}
         lines.append("")
+        lines += _across_seeds(seeds, DATASET_TITLES[dataset])
         for r in sorted((r for r in results if r["dataset"] == dataset and "dynamic" in r
                          and r["fixed"]["M"] == 1), key=lambda r: r["run"]):
             variant = variant_name(Namespace(**r["config"]))

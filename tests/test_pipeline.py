@@ -127,3 +127,23 @@ def test_tables_hold_the_numbers_of_the_results_files(quick_pipeline):
         cells = [c.strip().split(" ")[0] for c in row.strip("|").split("|")]
         assert cells[4] == f"{100 * r['curve']['accuracy'][5]:.1f}"
         assert cells[5] == f"{100 * m10['curve']['accuracy'][5]:.1f}"
+
+
+def test_across_seeds_gives_the_spread_and_the_paired_difference_at_n50():
+    """Issue 6, item 4: the table of the variants trained with several seeds, and RAM + both
+    against RAM at N = 50 seed by seed; a variant with one seed gets no row."""
+    from utils import _across_seeds
+
+    def acc(n1, n50, m10=None):
+        return {"N=1": n1, "N=6": 98.0, "N=6, M=10": m10, "N=50": n50}
+    seeds = {"original": {1: acc(20.0, 10.0, 99.0), 2: acc(30.0, 12.0), 3: acc(40.0, 14.0)},
+             "uncertainty": {1: acc(11.0, 17.0)},
+             "both": {1: acc(12.0, 98.0), 3: acc(14.0, 97.0)}}
+    lines = _across_seeds(seeds, "MNIST 28x28")
+    rows = [line for line in lines if line.startswith("| RAM")]
+    assert [r.split(" | ")[0] for r in rows] == ["| RAM", "| RAM + both"]
+    assert rows[0] == ("| RAM | 3 | 30.0 +- 10.0 [20.0, 40.0] | 98.0 +- 0.0 [98.0, 98.0] | - | "
+                       "12.0 +- 2.0 [10.0, 14.0] |")
+    assert lines[-2] == ("RAM + both minus RAM at N = 50, seed by seed: seed 1: +88.0, "
+                         "seed 3: +83.0 points.")
+    assert _across_seeds({"original": {1: acc(20.0, 10.0)}}, "MNIST 28x28") == []
