@@ -87,3 +87,17 @@ def dynamic_sweep(log_probs, errors, labels, rates, rule="spec", batch_size=32):
         points.append({"exploration_rate": eps, "mean_glimpses": steps.float().mean().item(),
                        "accuracy": (answer == labels).float().mean().item()})
     return points
+
+
+def stop_profile(log_probs, errors, labels, eps, rule="spec"):
+    """Step by step, whether a dynamic rule would stop on right answers: for t = 1..N, the
+    accuracy of p_t, the fraction of samples whose stopping condition holds at t, and the
+    accuracy of those samples at t (nan where none). A list of N dicts."""
+    holds = stop_condition(log_probs.exp(), errors, eps, rule)  # (N, n)
+    correct = log_probs.argmax(dim=-1) == labels  # (N, n)
+    n_holds = holds.sum(dim=1)
+    right_and_holds = (correct & holds).sum(dim=1)
+    return [{"step": t + 1, "accuracy": correct[t].float().mean().item(),
+             "may_stop": n_holds[t].item() / holds.shape[1],
+             "accuracy_of_those": (right_and_holds[t] / n_holds[t]).item()
+             if n_holds[t] else float("nan")} for t in range(holds.shape[0])]

@@ -2,7 +2,7 @@
 evaluations, and Monte Carlo averaging."""
 import torch
 
-from evaluate import accuracy_curve, dynamic_glimpses, run_glimpses, stop_condition
+from evaluate import accuracy_curve, dynamic_glimpses, run_glimpses, stop_condition, stop_profile
 from model import RecurrentAttention
 
 
@@ -130,3 +130,21 @@ def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypa
     lp1, _, _ = run_glimpses(stochastic, batches, 6, M=1)
     lp5, _, _ = run_glimpses(stochastic, batches, 6, M=5)
     assert not torch.allclose(lp5, lp1, atol=1e-4)
+
+
+def test_stop_profile_counts_who_may_stop_and_whether_they_are_right():
+    """Two steps, three samples with labels 0, 1, 2. At step 1, sample 2 is uncertain (its
+    bounds overlap) and the two others may stop, one of them right; at step 2 all three may
+    stop and are right."""
+    p = probs([[0.9, 0.1, 0.0], [0.45, 0.4, 0.15], [0.5, 0.25, 0.25]],
+              [[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.1, 0.1, 0.8]])
+    e = torch.zeros_like(p)
+    e[0, 1] = 0.1  # sample 2, step 1: 0.45 - 0.05 < 0.4 + 0.05 at eps 0.5
+    profile = stop_profile(p.log(), e, torch.tensor([0, 1, 2]), eps=0.5)
+    assert [round(s["accuracy"], 4) for s in profile] == [round(1 / 3, 4), 1.0]
+    assert [round(s["may_stop"], 4) for s in profile] == [round(2 / 3, 4), 1.0]
+    assert [s["accuracy_of_those"] for s in profile] == [0.5, 1.0]
+    # with large uncertainties nobody may stop, and the accuracy of those is undefined
+    nobody = stop_profile(p.log(), torch.ones_like(p), torch.tensor([0, 1, 2]), eps=1.0)
+    assert [s["may_stop"] for s in nobody] == [0.0, 0.0]
+    assert all(s["accuracy_of_those"] != s["accuracy_of_those"] for s in nobody)  # nan
