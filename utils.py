@@ -125,13 +125,14 @@ def plot_first_epoch(csvs, title, path):
     return _save(fig, path)
 
 
-def plot_accuracy_vs_glimpses(curves, dynamic, title, path):
+def plot_accuracy_vs_glimpses(curves, dynamic, title, path, paper_dynamic=None):
     """Test accuracy after N glimpses, one line per variant, and the dynamic (mean glimpses,
     accuracy) points of the variants that have them.
 
     curves: {label: (N list, [accuracy list of each seed])}: the mean over seeds is drawn, with
     a band from the lowest to the highest seed where there are several;
-    dynamic: {label: [point dicts]}."""
+    dynamic: {label: [point dicts]}; paper_dynamic: {variant: {eps: (mean glimpses,
+    accuracy %)}}, the author's points, drawn as open stars."""
     import numpy as np
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
@@ -147,10 +148,16 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path):
                             alpha=0.15, linewidth=0)
     for label, points in dynamic.items():
         variant = label.split(" ")[0]
+        # markers only: accuracy need not be monotonic in eps, and lines would zigzag
         ax.plot([p["mean_glimpses"] for p in points], [100 * p["accuracy"] for p in points],
-                marker="x" if "released" in label else "o", linestyle=":",
+                marker="x" if "released" in label else "o", linestyle="none",
                 color=COLORS.get(variant),
                 label=f"{LABELS.get(variant, variant)}{label[len(variant):]}, dynamic")
+    for variant, points in (paper_dynamic or {}).items():
+        glimpses, acc = zip(*points.values())
+        ax.plot(glimpses, acc, marker="*", markersize=10, linestyle="none",
+                markerfacecolor="none", color=COLORS.get(variant),
+                label=f"{LABELS.get(variant, variant)} (released rule), dynamic, the author's")
     ax.set_xlabel("number of glimpses N (dynamic: mean glimpses)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
@@ -295,8 +302,12 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         c = some["config"]
         title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} glimpses of "
                  f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
+        variants = {variant_name(Namespace(**r["config"])) for r in results
+                    if r["dataset"] == dataset and "dynamic" in r}
+        paper = {v: p for v, p in PAPER["dynamic"].get(dataset, {}).items() if v in variants}
         written.append(plot_accuracy_vs_glimpses(order(seed_curves), order(mean_dynamic), title,
-                                                 os.path.join(plots_dir, f"glimpses_{dataset}.png")))
+                                                 os.path.join(plots_dir, f"glimpses_{dataset}.png"),
+                                                 paper))
     traces = {}
     for path in glob.glob(os.path.join(results_dir, "*", "glimpses_*-epoch*.pt")):
         run, epoch = os.path.basename(os.path.dirname(path)), int(path.rsplit("epoch", 1)[1][:-3])
