@@ -90,6 +90,7 @@ def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
     assert "16 results files" in text or "results files" in text
     assert "released" in text  # the dynamic table
     assert "may stop" in text and len(re.findall(r"^ +8 ", text, re.M)) == 2  # stop_profile, 2 eps
+    assert "l_0 = 0 %" in text and "l_0 ~ U(-1, 1)^2 %" in text  # the first-glimpse cell
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
     assert len(images) == 5  # four figures and the glimpse picture
