@@ -282,9 +282,11 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
 
     results = latest_results(results_dir)
     for dataset in sorted({r["dataset"] for r in results}):
-        curves, dynamic = {}, {}
+        curves, dynamic, with_dynamic = {}, {}, set()
         for r in (r for r in results if r["dataset"] == dataset):
             variant = variant_name(Namespace(**r["config"]))
+            if "dynamic" in r:
+                with_dynamic.add(variant)
             if "curve" in r:
                 label = variant + ("" if r["fixed"]["M"] == 1 else f" M={r['fixed']['M']}")
                 curves.setdefault(label, []).append(r["curve"])
@@ -302,9 +304,7 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         c = some["config"]
         title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} glimpses of "
                  f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
-        variants = {variant_name(Namespace(**r["config"])) for r in results
-                    if r["dataset"] == dataset and "dynamic" in r}
-        paper = {v: p for v, p in PAPER["dynamic"].get(dataset, {}).items() if v in variants}
+        paper = {v: p for v, p in PAPER["dynamic"].get(dataset, {}).items() if v in with_dynamic}
         written.append(plot_accuracy_vs_glimpses(order(seed_curves), order(mean_dynamic), title,
                                                  os.path.join(plots_dir, f"glimpses_{dataset}.png"),
                                                  paper))
