@@ -131,7 +131,8 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path, paper_dynamic=None):
 
     curves: {label: (N list, [accuracy list of each seed])}: the mean over seeds is drawn, with
     a band from the lowest to the highest seed where there are several;
-    dynamic: {label: [point dicts]}; paper_dynamic: {variant: {eps: (mean glimpses,
+    dynamic: {label: [[point dicts] of each seed]}, every seed's points drawn (averaging
+    them would hide how much the stopping depends on the seed); paper_dynamic: {variant: {eps: (mean glimpses,
     accuracy %)}}, the author's points, drawn as open stars."""
     import numpy as np
     plt = _pyplot()
@@ -146,13 +147,15 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path, paper_dynamic=None):
         if len(seeds) > 1 and " M=" not in label:
             ax.fill_between(n, acc.min(axis=0), acc.max(axis=0), color=COLORS.get(variant),
                             alpha=0.15, linewidth=0)
-    for label, points in dynamic.items():
+    for label, seeds in dynamic.items():
         variant = label.split(" ")[0]
+        points = [p for seed in seeds for p in seed]
+        seeds_note = f" ({len(seeds)} seeds)" if len(seeds) > 1 else ""
         # markers only: accuracy need not be monotonic in eps, and lines would zigzag
         ax.plot([p["mean_glimpses"] for p in points], [100 * p["accuracy"] for p in points],
                 marker="x" if "released" in label else "o", linestyle="none",
                 color=COLORS.get(variant),
-                label=f"{LABELS.get(variant, variant)}{label[len(variant):]}, dynamic")
+                label=f"{LABELS.get(variant, variant)}{label[len(variant):]}, dynamic{seeds_note}")
     for variant, points in (paper_dynamic or {}).items():
         glimpses, acc = zip(*points.values())
         ax.plot(glimpses, acc, marker="*", markersize=10, linestyle="none",
@@ -265,8 +268,6 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
       evaluated checkpoint)."""
     from argparse import Namespace
 
-    import numpy as np
-
     from config import variant_name
     written = []
     by_dataset = {}
@@ -285,27 +286,24 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         curves, dynamic, with_dynamic = {}, {}, set()
         for r in (r for r in results if r["dataset"] == dataset):
             variant = variant_name(Namespace(**r["config"]))
-            if "dynamic" in r:
-                with_dynamic.add(variant)
             if "curve" in r:
                 label = variant + ("" if r["fixed"]["M"] == 1 else f" M={r['fixed']['M']}")
                 curves.setdefault(label, []).append(r["curve"])
-            for rule in ("spec", "released"):
-                if rule in r.get("dynamic", {}):
-                    dynamic.setdefault(f"{variant} ({rule} rule)", []).append(r["dynamic"][rule])
+            if "dynamic" in r and r["fixed"]["M"] == 1:  # the paper's sweep: one sample per step
+                with_dynamic.add(variant)
+                for rule in ("spec", "released"):
+                    if rule in r["dynamic"]:
+                        dynamic.setdefault(f"{variant} ({rule} rule)", []).append(r["dynamic"][rule])
         if not curves and not dynamic:
             continue  # only fixed-N evaluations: nothing to plot against N
         order = lambda d: dict(sorted(d.items(), key=lambda kv: (VARIANTS.index(kv[0].split()[0]), kv[0])))
         seed_curves = {k: (v[0]["N"], [c["accuracy"] for c in v]) for k, v in curves.items()}
-        mean_dynamic = {k: [{"mean_glimpses": float(np.mean([s[i]["mean_glimpses"] for s in v])),
-                             "accuracy": float(np.mean([s[i]["accuracy"] for s in v]))}
-                            for i in range(len(v[0]))] for k, v in dynamic.items()}
         some = next(r for r in results if r["dataset"] == dataset)
         c = some["config"]
         title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} glimpses of "
                  f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
         paper = {v: p for v, p in PAPER["dynamic"].get(dataset, {}).items() if v in with_dynamic}
-        written.append(plot_accuracy_vs_glimpses(order(seed_curves), order(mean_dynamic), title,
+        written.append(plot_accuracy_vs_glimpses(order(seed_curves), order(dynamic), title,
                                                  os.path.join(plots_dir, f"glimpses_{dataset}.png"),
                                                  paper))
     traces = {}

@@ -149,3 +149,30 @@ def test_across_seeds_gives_the_spread_and_the_paired_difference_at_n50():
     assert lines[-2] == ("RAM + both minus RAM at N = 50, seed by seed: seed 1: +88.0, "
                          "seed 3: +83.0 points.")
     assert _across_seeds({"original": {1: acc(20.0, 10.0)}}, "MNIST 28x28") == []
+
+
+def test_figure_takes_its_dynamic_points_from_the_m1_sweeps_only(tmp_path, monkeypatch):
+    """The M = 10 evaluation also stores a dynamic sweep (on M-averaged predictions); the
+    figure, like the tables, shows the paper's sweep, M = 1, of every seed."""
+    import utils
+    from config import get_config, run_name
+    drawn = {}
+    monkeypatch.setattr(utils, "plot_accuracy_vs_glimpses",
+                        lambda curves, dynamic, title, path, paper: drawn.update(
+                            curves=curves, dynamic=dynamic, paper=paper) or path)
+    for seed in (1, 2):
+        cfg = get_config(["--uncertainty=True", "--intrinsic=True", f"--random_seed={seed}"])
+        for M, glimpses in ((1, 2.0 * seed), (10, 40.0)):
+            point = {"exploration_rate": 0.15, "mean_glimpses": glimpses, "accuracy": 0.9}
+            r = {"run": run_name(cfg), "epoch": 3, "dataset": "mnist", "seed": seed,
+                 "config": vars(cfg), "fixed": {"N": 6, "M": M, "accuracy": 0.9},
+                 "curve": {"N": [1, 2], "accuracy": [0.5, 0.9]},
+                 "dynamic": {"max_glimpses": 2, "batch_size": 32, "spec": [point]}}
+            path = tmp_path / run_name(cfg) / f"best-epoch3_N6_M{M}_curve2_dynamic-spec.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(r))
+    utils.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "plots"))
+    assert drawn["dynamic"] == {"both (spec rule)": [
+        [{"exploration_rate": 0.15, "mean_glimpses": g, "accuracy": 0.9}] for g in (2.0, 4.0)]}
+    assert set(drawn["curves"]) == {"both", "both M=10"}
+    assert set(drawn["paper"]) == {"both"}
