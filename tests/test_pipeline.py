@@ -81,7 +81,8 @@ def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
     ckpt = glob.glob(str(root / "runs_quick/ckpt/mnist_*_both_*_best.pt"))[0]
     os.environ.update(RAM_RESULTS_DIR=str(root / "runs_quick/results"),
                       RAM_FIRST_EPOCH_LOGS=str(root / "runs_quick/logs"),
-                      RAM_PLOTS_DIR=str(root / "notebook_plots"), RAM_CKPT=ckpt)
+                      RAM_PLOTS_DIR=str(root / "notebook_plots"), RAM_CKPT=ckpt,
+                      RAM_PRETRAINED_DIR=str(root / "runs_quick/pretrained"))
     nb = nbformat.read(str(root / "notebooks/results.ipynb"), as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(root / "notebooks")}}).execute()
@@ -90,6 +91,8 @@ def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
     assert "16 results files" in text or "results files" in text
     assert "released" in text  # the dynamic table
     assert "may stop" in text and len(re.findall(r"^ +8 ", text, re.M)) == 2  # stop_profile, 2 eps
+    first_step_row = r"^(mnist|translated)_\S+_both_seed1\S* +\d\.\d\d +\d+\.\d +(?:\d+\.\d|nan)$"
+    assert re.findall(first_step_row, text, re.M) == ["mnist", "translated"]  # seed by seed
     assert "l_0 = 0 %" in text and "l_0 ~ U(-1, 1)^2 %" in text  # the first-glimpse cell
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
