@@ -132,8 +132,9 @@ def plot_accuracy_vs_glimpses(curves, dynamic, title, path, paper_dynamic=None):
     curves: {label: (N list, [accuracy list of each seed])}: the mean over seeds is drawn, with
     a band from the lowest to the highest seed where there are several;
     dynamic: {label: [[point dicts] of each seed]}, every seed's points drawn (averaging
-    them would hide how much the stopping depends on the seed); paper_dynamic: {variant: {eps: (mean glimpses,
-    accuracy %)}}, the author's points, drawn as open stars."""
+    them would hide how much the stopping depends on the seed);
+    paper_dynamic: {variant: {eps: (mean glimpses, accuracy %)}}, the author's points, drawn
+    as open stars."""
     import numpy as np
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 4.5))
@@ -283,17 +284,17 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
 
     results = latest_results(results_dir)
     for dataset in sorted({r["dataset"] for r in results}):
-        curves, dynamic, with_dynamic = {}, {}, set()
+        curves, dynamic = {}, {}
         for r in (r for r in results if r["dataset"] == dataset):
             variant = variant_name(Namespace(**r["config"]))
             if "curve" in r:
                 label = variant + ("" if r["fixed"]["M"] == 1 else f" M={r['fixed']['M']}")
                 curves.setdefault(label, []).append(r["curve"])
-            if "dynamic" in r and r["fixed"]["M"] == 1:  # the paper's sweep: one sample per step
-                with_dynamic.add(variant)
+            if r["fixed"]["M"] == 1:  # the paper's sweep: one sample per step
                 for rule in ("spec", "released"):
-                    if rule in r["dynamic"]:
-                        dynamic.setdefault(f"{variant} ({rule} rule)", []).append(r["dynamic"][rule])
+                    if rule in r.get("dynamic", {}):
+                        dynamic.setdefault(f"{variant} ({rule} rule)", []).append(
+                            r["dynamic"][rule])
         if not curves and not dynamic:
             continue  # only fixed-N evaluations: nothing to plot against N
         order = lambda d: dict(sorted(d.items(), key=lambda kv: (VARIANTS.index(kv[0].split()[0]), kv[0])))
@@ -302,6 +303,7 @@ def make_figures(results_dir, first_epoch_logs, plots_dir, gifs=True):
         c = some["config"]
         title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} glimpses of "
                  f"{c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
+        with_dynamic = {label.split()[0] for label in dynamic}
         paper = {v: p for v, p in PAPER["dynamic"].get(dataset, {}).items() if v in with_dynamic}
         written.append(plot_accuracy_vs_glimpses(order(seed_curves), order(dynamic), title,
                                                  os.path.join(plots_dir, f"glimpses_{dataset}.png"),
