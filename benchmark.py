@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from config import get_config
 from data_loader import translate
-from evaluate import accuracy_curve, dynamic_sweep, run_glimpses
+from evaluate import EVAL_BATCH, accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
-from trainer import EVAL_BATCH, Trainer, make_optimizer
+from trainer import Trainer, make_optimizer
 
 
 def timed(fn, repeats, warmup, sync):

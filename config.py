@@ -57,11 +57,12 @@ paper.add_argument("--dynamic", type=str2bool, default=False,
                         "confidence bounds of the two best classes separate)")
 paper.add_argument("--exploration_rate", type=float, nargs="+", default=[0.3],
                    help="eps of the dynamic stopping rule; several values sweep them")
-paper.add_argument("--stopping_rule", choices=["spec", "released"], nargs="+", default=["spec"],
+paper.add_argument("--stopping_rule", choices=["spec", "released"], nargs="+", default=None,
                    help="dynamic rule(s): spec stops each sample at the first step where the best "
-                        "class's lower bound clears the runner-up's upper bound; released "
-                        "reproduces the released code (runner-up's lower bound, last step at "
-                        "which the rule held, whole minibatches of batch_size stopped together)")
+                        "class's lower bound clears the runner-up's upper bound; released is the "
+                        "released code's (the runner-up's lower bound, the last step at which the "
+                        "rule held, whole minibatches of batch_size stopped together); default "
+                        "spec (--protocol=ours), released (--protocol=author)")
 paper.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="mnist",
                    help="28x28 MNIST, or MNIST pasted at a random place on a 60x60 canvas")
 
@@ -97,6 +98,18 @@ evaluation.add_argument("--max_glimpses", type=int, default=50,
                         help="N_max: length of the curve, and the cap of dynamic glimpses")
 evaluation.add_argument("--results_dir", default="./results",
                         help="evaluation results (JSON) go to results_dir/<run name>/")
+evaluation.add_argument("--protocol", choices=["ours", "author"], default="ours",
+                        help="ours: seeds per evaluation batch of 1,000, Monte Carlo copies "
+                             "averaged before a dynamic rule; author: as the released code, the "
+                             "same seed before every batch of batch_size images and every copy "
+                             "stopping on its own (README, Evaluation protocols)")
+evaluation.add_argument("--checkpoint", default=None,
+                        help="with --is_train=False: test this checkpoint file; its stored "
+                             "settings decide the model and the run name, so no training flags "
+                             "are needed")
+evaluation.add_argument("--num_test", type=int, default=0,
+                        help="test on the first K test images only (0: all); unlike --subset it "
+                             "keeps the run name")
 
 data = parser.add_argument_group("data")
 data.add_argument("--download", type=str2bool, default=False,
@@ -170,9 +183,21 @@ def get_config(argv=None):
     for key, value in DATASET_DEFAULTS[cfg.dataset].items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
-    cfg.test_glimpses = cfg.test_glimpses or cfg.num_glimpses
+    if cfg.stopping_rule is None:
+        cfg.stopping_rule = ["released" if cfg.protocol == "author" else "spec"]
+    if cfg.checkpoint is None:  # else adopt_settings fills it in from the file's T
+        cfg.test_glimpses = cfg.test_glimpses or cfg.num_glimpses
     check_config(cfg)
     return cfg
+
+
+def adopt_settings(cfg, saved, keys):
+    """--checkpoint: the settings `keys` of the run that wrote the checkpoint replace the
+    command line's, which keeps the evaluation flags (N, M, curve, protocol, ...)."""
+    for key in keys:
+        setattr(cfg, key, saved[key])
+    cfg.test_glimpses = cfg.test_glimpses or cfg.num_glimpses
+    check_config(cfg)
 
 
 def check_config(cfg):
@@ -201,6 +226,10 @@ def check_config(cfg):
         (0 <= cfg.subset <= 60000, f"--subset must be in [0, 60000], got {cfg.subset}"),
         (cfg.plot_freq >= 0, f"--plot_freq must not be negative, got {cfg.plot_freq}"),
         (all(e >= 0 for e in cfg.exploration_rate), f"--exploration_rate must not be negative, got {cfg.exploration_rate}"),
+        (cfg.num_test >= 0, f"--num_test must not be negative, got {cfg.num_test}"),
+        (cfg.checkpoint is None or not cfg.is_train,
+         "--checkpoint names a checkpoint to test: pass --is_train=False with it "
+         "(to continue training a run, use --resume=True)"),
     ]
     for ok, message in rules:
         if not ok:

@@ -190,6 +190,7 @@ class Loader:
                                  pin_memory=torch.device(device).type == "cuda",
                                  generator=torch.Generator().manual_seed(seed + 2))
         self.translated, self.device = translated, device
+        self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.num_images = len(self.sampler.indices)
 
@@ -226,13 +227,16 @@ def get_train_valid_loaders(cfg, device):
     return train, valid
 
 
-def get_test_loader(cfg, device, batch_size):
+def get_test_loader(cfg, device, batch_size, num_test=0):
     """The 10,000 test images (the first `subset` with --subset), in order; translated once
-    with a fixed seed, so that every evaluation sees the same images."""
+    with a fixed seed, so that every evaluation sees the same images. With num_test = K
+    (--num_test), the first K of them: the very images, translations included, that a full
+    evaluation starts with."""
     images, labels = load_mnist(cfg.data_dir, train=False, download=cfg.download)
     n = min(cfg.subset, len(labels)) if cfg.subset else len(labels)
     images, labels = images[:n], labels[:n]
     if cfg.dataset == "translated":
         images = translate(images, torch.Generator().manual_seed(TEST_TRANSLATION_SEED))
-    return Loader(images, labels, np.arange(n), batch_size, False, 0, translated=False,
+    n = min(n, num_test) if num_test else n
+    return Loader(images[:n], labels[:n], np.arange(n), batch_size, False, 0, translated=False,
                   device=device, num_workers=cfg.num_workers)

@@ -15,14 +15,20 @@ def get_device(cfg):
 def run(cfg):
     """Train (unless --is_train=False), then test; returns the test accuracy."""
     import torch
+    from config import adopt_settings
     from data_loader import get_test_loader, get_train_valid_loaders
-    from trainer import EVAL_BATCH, Trainer
+    from evaluate import test_batch_size
+    from trainer import Trainer
+    from utils import TRAINING, load_checkpoint
     device = get_device(cfg)
+    if cfg.checkpoint:
+        adopt_settings(cfg, load_checkpoint(cfg.checkpoint, cfg, keys=())["config"], TRAINING)
     torch.manual_seed(cfg.random_seed)
     trainer = Trainer(cfg, device)
     if cfg.is_train:
         trainer.train(*get_train_valid_loaders(cfg, device))
-    return trainer.test(get_test_loader(cfg, device, EVAL_BATCH))
+    batch = test_batch_size(cfg.protocol, cfg.batch_size)
+    return trainer.test(get_test_loader(cfg, device, batch, cfg.num_test))
 
 
 def main(argv=None):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Redo the paper: train the four variants on MNIST and on translated MNIST (100 epochs; on
 # MNIST, original RAM and both terms with four more seeds), the first-epoch comparison over
-# several seeds, evaluate every run (accuracy against N = 1..50 with
-# M = 1 and M = 10, the dynamic sweeps with both stopping rules), draw the figures and tables,
-# and copy each run's best checkpoint, slimmed down, to pretrained/.
+# several seeds, evaluate every run under our protocol (best checkpoint, accuracy against
+# N = 1..50 with M = 1 and M = 10, the dynamic sweeps with both stopping rules) and under the
+# author's (latest checkpoint, M = 10), draw the figures and tables, and copy each run's best
+# and latest checkpoints, slimmed down, to pretrained/.
 #
 #   bash test_script.sh           the full pipeline: results/ and plots/ (many hours on a CPU)
 #   bash test_script.sh --quick   the same pipeline on a tiny budget (400 images, one epoch,
@@ -52,6 +53,20 @@ declare -A FIRST_EPOCH_LAMBDA=([mnist]=3e-3 [translated]=1e-2)
 
 run_name() { "$PY" -c 'import sys, config; print(config.run_name(config.get_config(sys.argv[1:])))' "$@"; }
 
+# has_results RUN GLOB [author]: whether RUN has a results file GLOB.json of our protocol
+# (or, with "author", of the author's protocol: those end in _author.json).
+has_results() {
+    local f
+    for f in "$RESULTS/$1/"$2.json; do
+        [ -e "$f" ] || continue
+        case $f in
+            *_author.json) [ "${3:-}" = author ] && return 0;;
+            *) [ -z "${3:-}" ] && return 0;;
+        esac
+    done
+    return 1
+}
+
 # train ARGS...: train one run to its end (resuming it if it has a checkpoint), then test it.
 train() {
     local ckpt_dir name
@@ -98,15 +113,30 @@ for dataset in ${DATASETS:-mnist translated}; do
               ${EXTRA[@]+"${EXTRA[@]}"})
         name=$(run_name "${args[@]}")
         echo "=== $name"
-        if compgen -G "$RESULTS/$name/best-*_M10_curve${NMAX}*.json" > /dev/null; then
+        sweep=() author_sweep=()
+        case $variant in uncertainty|both)
+            # shellcheck disable=SC2206
+            sweep=(--dynamic=True --stopping_rule spec released --exploration_rate $RATES)
+            # shellcheck disable=SC2206
+            author_sweep=(--dynamic=True --stopping_rule released spec --exploration_rate $RATES);;
+        esac
+        if has_results "$name" "best-*_M10_curve${NMAX}*"; then
             echo "    done: evaluations in $RESULTS/$name"
         else
-            evaluation=(--curve=True --max_glimpses=$NMAX --M 1 10)
-            case $variant in uncertainty|both)
-                # shellcheck disable=SC2206
-                evaluation+=(--dynamic=True --stopping_rule spec released --exploration_rate $RATES);;
-            esac
-            train "${args[@]}" "${DIRS[@]}" "${evaluation[@]}"
+            train "${args[@]}" "${DIRS[@]}" --curve=True --max_glimpses=$NMAX --M 1 10 \
+                ${sweep[@]+"${sweep[@]}"}
+        fi
+        # The author's protocol on the checkpoint the author evaluated, the latest (epoch
+        # 100); a run that only has a shipped best checkpoint is evaluated on that one.
+        if has_results "$name" "*_M10_curve${NMAX}*" author; then
+            echo "    done: the author's protocol"
+        else
+            ckpt=$OUT/ckpt/${name}_latest.pt
+            [ -f "$ckpt" ] || ckpt=$PRETRAINED/${name}_latest.pt
+            [ -f "$ckpt" ] || ckpt=$PRETRAINED/${name}_best.pt
+            "$PY" main.py --is_train=False --checkpoint="$ckpt" --results_dir="$RESULTS" \
+                --protocol=author --M 10 --curve=True --max_glimpses=$NMAX \
+                ${author_sweep[@]+"${author_sweep[@]}"} ${EXTRA[@]+"${EXTRA[@]}"}
         fi
     done
 done

@@ -10,12 +10,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from config import run_name
-from evaluate import accuracy_curve, dynamic_sweep, run_glimpses
+from evaluate import accuracy_curve, dynamic_sweep, monte_carlo, run_glimpses
 from model import RecurrentAttention
 from utils import (ARCHITECTURE, TRAINING, CheckpointError, load_checkpoint, save_checkpoint,
                    save_glimpse_trace, write_json)
-
-EVAL_BATCH = 1000  # images per evaluation batch; results do not depend on it
 
 
 def loss_terms(out, y, cfg):
@@ -235,32 +233,43 @@ class Trainer:
 
     # ---------------------------------------------------------------- testing
     def test(self, test_loader):
-        """Evaluate the best (or latest) checkpoint on the test set, once for every M in
-        --M, and write the numbers of each to
-        results_dir/<run>/<checkpoint>_N<N>_M<M>[_curve<N_max>][_dynamic-<rules>].json.
+        """Evaluate a checkpoint on the test set, once for every M in --M, and write the
+        numbers of each to results_dir/<run>/<checkpoint>_N<N>_M<M>[_curve<N_max>]
+        [_dynamic-<rules>][_first<K>][_author].json.
 
-        Always: accuracy after N = test_glimpses glimpses with M Monte Carlo samples. With
+        The checkpoint: --checkpoint, else the run's best (or, with --best=False, latest).
+        Always: accuracy after N = test_glimpses glimpses with M Monte Carlo copies. With
         --curve: accuracy after every N = 1..max_glimpses. With --dynamic: (mean glimpses,
         accuracy) for every exploration rate and stopping rule, glimpses capped at
-        max_glimpses. Returns the accuracy after N glimpses with the first M."""
+        max_glimpses. --protocol decides the seeding and how copies stop (evaluate.py).
+        Returns the accuracy after N glimpses with the first M."""
         cfg = self.cfg
         kind = "best" if cfg.best else "latest"
-        ckpt = self._load(kind)
+        path = cfg.checkpoint or self.ckpt_path[kind]
+        if cfg.checkpoint:
+            kind = next((k for k in ("best", "latest") if path.endswith(f"_{k}.pt")),
+                        "checkpoint")
+        ckpt = load_checkpoint(path, cfg)
+        self.model.load_state_dict(ckpt["model"])
         tag = f"{kind}-epoch{ckpt['epoch']}"
         N = cfg.test_glimpses
         n_run = max(N, cfg.max_glimpses) if (cfg.curve or cfg.dynamic) else N
         accuracies = []
         for M in cfg.M:
             log_probs, errors, labels = run_glimpses(self.model, test_loader, n_run, M,
-                                                     cfg.random_seed)
+                                                     cfg.random_seed, cfg.protocol)
             curve = accuracy_curve(log_probs, labels)
+            if cfg.protocol == "ours":  # an image's copies stop as one
+                log_probs, errors = monte_carlo(log_probs, errors)
             accuracies.append(curve[N - 1])
-            results = {"run": self.name, "checkpoint": self.ckpt_path[kind],
+            results = {"run": self.name, "checkpoint": path, "checkpoint_kind": kind,
                        "epoch": ckpt["epoch"], "dataset": cfg.dataset, "seed": cfg.random_seed,
+                       "protocol": cfg.protocol, "eval_batch_size": test_loader.batch_size,
                        "num_test_images": len(labels), "config": vars(cfg),
                        "fixed": {"N": N, "M": M, "accuracy": curve[N - 1]}}
-            print(f"[*] {self.name} ({kind}, epoch {ckpt['epoch']}): test accuracy "
-                  f"{100 * curve[N - 1]:.2f}% with N={N} glimpses, M={M} ({len(labels)} images)")
+            print(f"[*] {self.name} ({kind}, epoch {ckpt['epoch']}, {cfg.protocol} protocol): "
+                  f"test accuracy {100 * curve[N - 1]:.2f}% with N={N} glimpses, M={M} "
+                  f"({len(labels)} images)")
             name = f"{tag}_N{N}_M{M}"
             if cfg.curve:
                 results["curve"] = {"N": list(range(1, cfg.max_glimpses + 1)),
@@ -281,9 +290,11 @@ class Trainer:
                         print(f"    dynamic ({rule} rule) eps {pt['exploration_rate']:g}: "
                               f"{pt['mean_glimpses']:.2f} glimpses, {100 * pt['accuracy']:.2f}%")
                 name += f"_dynamic-{'-'.join(cfg.stopping_rule)}"
-            path = os.path.join(cfg.results_dir, self.name, name + ".json")
-            write_json(results, path)
-            print(f"[*] results written to {path}")
+            name += (f"_first{len(labels)}" if cfg.num_test else "") + (
+                "_author" if cfg.protocol == "author" else "")
+            out = os.path.join(cfg.results_dir, self.name, name + ".json")
+            write_json(results, out)
+            print(f"[*] results written to {out}")
         self._save_test_glimpses(test_loader, os.path.join(cfg.results_dir, self.name,
                                                            f"glimpses_{tag}.pt"))
         return accuracies[0]
@@ -309,13 +320,9 @@ class Trainer:
         if is_best:
             save_checkpoint(ckpt, self.ckpt_path["best"])
 
-    def _load(self, kind, keys=ARCHITECTURE):
-        ckpt = load_checkpoint(self.ckpt_path[kind], self.cfg, keys)
-        self.model.load_state_dict(ckpt["model"])
-        return ckpt
-
     def _resume(self, train_loader, valid_loader):
-        ckpt = self._load("latest", keys=TRAINING)
+        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, TRAINING)
+        self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         train_loader.load_state_dict(ckpt["data"]["train"])

@@ -1,8 +1,10 @@
 """Evaluation: the dynamic stopping rules on hand-made tensors, the curve against fixed-N
-evaluations, and Monte Carlo averaging."""
+evaluations, Monte Carlo averaging, and the two evaluation protocols."""
+import pytest
 import torch
 
-from evaluate import accuracy_curve, dynamic_glimpses, run_glimpses, stop_condition, stop_profile
+from evaluate import (accuracy_curve, dynamic_glimpses, monte_carlo, run_glimpses,
+                      stop_condition, stop_profile)
 from model import RecurrentAttention
 
 
@@ -11,12 +13,17 @@ def probs(*rows):
     return torch.tensor(rows, dtype=torch.float32)
 
 
+def dynamic(p, e, eps, rule, **kw):
+    """dynamic_glimpses on probabilities (N, n, K), one copy per image."""
+    return dynamic_glimpses(p.log()[:, :, None], e[:, :, None], eps, rule, **kw)
+
+
 def test_eps_zero_stops_every_sample_after_the_first_glimpse():
     torch.manual_seed(0)
     p = torch.softmax(torch.randn(7, 50, 10), dim=-1)
     e = torch.rand(7, 50, 10)
     for rule in ("spec", "released"):
-        steps, answer = dynamic_glimpses(p, e, 0.0, rule)
+        steps, answer = dynamic(p, e, 0.0, rule)
         assert steps.tolist() == [1] * 50
         assert torch.equal(answer, p[0].argmax(-1))
 
@@ -25,7 +32,7 @@ def test_a_sample_whose_bounds_never_separate_answers_at_the_cap():
     # Two classes tied in every step: the lower bound of a* never clears the runner-up's.
     p = probs(*[[[0.5, 0.5, 0.0]]] * 4, )
     e = torch.full_like(p, 0.1)
-    steps, answer = dynamic_glimpses(p, e, 0.5, "spec")
+    steps, answer = dynamic(p, e, 0.5, "spec")
     assert steps.tolist() == [4]
     assert answer.tolist() == [0]  # argmax at the last step (the first of the tie)
 
@@ -38,7 +45,7 @@ def test_the_first_stopping_step_is_taken_not_a_later_one():
     cond = stop_condition(p, e, eps, "spec")
     assert cond[:, 0].tolist() == [True, True, False, True]
     p2 = probs([[0.52, 0.48, 0.0]], [[0.9, 0.1, 0.0]], [[0.5, 0.5, 0.0]], [[0.05, 0.95, 0.0]])
-    steps, answer = dynamic_glimpses(p2, e, eps, "spec")
+    steps, answer = dynamic(p2, e, eps, "spec")
     assert steps.tolist() == [2] and answer.tolist() == [0]
 
 
@@ -48,7 +55,7 @@ def test_spec_rule_uses_the_runner_up_upper_bound():
     p = probs([[0.6, 0.4]])
     assert stop_condition(p, torch.tensor([[[0.1, 0.1]]]), 1.0, "spec").item()
     assert not stop_condition(p, torch.tensor([[[0.1, 0.2]]]), 1.0, "spec").item()
-    # released: runner-up lower bound 0.4 - 0.2 = 0.2 -> stops even with the larger e'.
+    # released: the runner-up's lower bound 0.4 - 0.2 = 0.2 -> stops even with the larger e'.
     assert stop_condition(p, torch.tensor([[[0.1, 0.2]]]), 1.0, "released").item()
     # a* with a large uncertainty: spec lower(a*) = 0.6 - 0.5 = 0.1 < 0.4 + 0 -> no stop,
     # released the same (0.1 < 0.4).
@@ -74,12 +81,12 @@ def test_released_rule_keeps_the_last_step_and_stops_whole_minibatches():
     e = _uncertain_where_tied(p)
     cond = stop_condition(p, e, 1.0, "released")
     assert cond.T.tolist() == [[True, True, False, True], [False, False, True, True]]
-    steps, answer = dynamic_glimpses(p, e, 1.0, "released", batch_size=2)
+    steps, answer = dynamic(p, e, 1.0, "released", batch_size=2)
     assert steps.tolist() == [2, 3] and answer.tolist() == [1, 0]
-    steps, answer = dynamic_glimpses(p, e, 1.0, "spec")
+    steps, answer = dynamic(p, e, 1.0, "spec")
     assert steps.tolist() == [1, 3] and answer.tolist() == [0, 0]
     # With a batch of one sample each, every sample stops at its own first step.
-    steps, _ = dynamic_glimpses(p, e, 1.0, "released", batch_size=1)
+    steps, _ = dynamic(p, e, 1.0, "released", batch_size=1)
     assert steps.tolist() == [1, 3]
 
 
@@ -87,9 +94,48 @@ def test_released_rule_sample_that_never_meets_the_rule_answers_at_the_cap():
     unsure = [0.5, 0.5]
     p = probs([unsure, [0.9, 0.1]], [unsure, unsure], [unsure, unsure])
     e = _uncertain_where_tied(p)
-    steps, answer = dynamic_glimpses(p, e, 1.0, "released", batch_size=32)
+    steps, answer = dynamic(p, e, 1.0, "released", batch_size=32)
     assert steps.tolist() == [3, 1]
     assert answer.tolist() == [0, 0]
+
+
+def test_released_rule_picks_the_runner_up_by_its_upper_bound():
+    """Three classes. Step 1: p = (0.45, 0.35, 0.20), e = (0.15, 0, 0.30), eps = 1. The
+    runner-up by upper bound is class 2 (0.50 > 0.35), whose lower bound is -0.10: the released
+    rule stops (0.30 >= -0.10). Choosing the runner-up by lower bound instead (class 1, 0.35)
+    would not stop (0.30 < 0.35) until step 2, where a* is certain."""
+    p = probs([[0.45, 0.35, 0.20]], [[0.80, 0.15, 0.05]])
+    e = torch.tensor([[[0.15, 0.0, 0.30]], [[0.0, 0.0, 0.0]]])
+    assert stop_condition(p, e, 1.0, "released")[:, 0].tolist() == [True, True]
+    assert stop_condition(p, e, 1.0, "spec")[:, 0].tolist() == [False, True]  # 0.30 < 0.50
+    lower = p - e
+    by_lower = lower[0, 0, 0] >= lower[0, 0, 1:].max()  # the other reading, for contrast
+    assert not by_lower
+    steps, answer = dynamic(p, e, 1.0, "released", batch_size=1)
+    assert steps.tolist() == [1] and answer.tolist() == [0]
+    steps, _ = dynamic(p, e, 1.0, "spec")
+    assert steps.tolist() == [2]
+
+
+def test_copies_stop_on_their_own_under_the_author_protocol():
+    """One image, two copies, three classes, two steps, eps 1; e_t = 0.05, but 0.2 on the best
+    class where a copy is unsure. Copy 0 may stop at step 1 only, copy 1 at step 2 only.
+    Row by row (author): steps 1 and 2, 1.5 glimpses, and the answer is the mean of copy 0's
+    log p_1 (class 0) and copy 1's log p_2 (class 1): class 0. Averaged first (ours): the
+    mean log p is unsure at step 1 and stops at step 2 with class 1."""
+    p = torch.tensor([[[[0.90, 0.05, 0.05], [0.02, 0.49, 0.49]]],
+                      [[[0.45, 0.45, 0.10], [0.30, 0.60, 0.10]]]])  # (N=2, n=1, R=2, K=3)
+    e = torch.full_like(p, 0.05)
+    e[0, 0, 1, 1] = e[1, 0, 0, 0] = 0.2
+    steps, answer = dynamic_glimpses(p.log(), e, 1.0, "spec")
+    assert steps.tolist() == [1, 2] and answer.tolist() == [0]
+    lp, err = monte_carlo(p.log(), e)
+    steps, answer = dynamic_glimpses(lp, err, 1.0, "spec")
+    assert steps.tolist() == [2] and answer.tolist() == [1]
+    # released rule, one image per batch: the batch waits for both copies (step 2); each
+    # copy answers at the last step by then at which it could stop.
+    steps, answer = dynamic_glimpses(p.log(), e, 1.0, "released", batch_size=1)
+    assert steps.tolist() == [1, 2] and answer.tolist() == [0]
 
 
 def _model(seed=0, std=0.1):
@@ -121,15 +167,46 @@ def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypa
                         lambda x: (x.new_zeros(len(x), 64), l_0.expand(len(x), 2).clone()))
     torch.manual_seed(2)
     batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
-    lp1, e1, _ = run_glimpses(model, batches, 6, M=1)
-    lp5, e5, _ = run_glimpses(model, batches, 6, M=5)
-    torch.testing.assert_close(lp5, lp1, rtol=0, atol=1e-6)
-    torch.testing.assert_close(e5, e1, rtol=0, atol=1e-6)
+    for protocol in ("ours", "author"):
+        lp1, e1 = monte_carlo(*run_glimpses(model, batches, 6, M=1, protocol=protocol)[:2])
+        lp5, e5 = monte_carlo(*run_glimpses(model, batches, 6, M=5, protocol=protocol)[:2])
+        torch.testing.assert_close(lp5, lp1, rtol=0, atol=1e-6)
+        torch.testing.assert_close(e5, e1, rtol=0, atol=1e-6)
     # ... whereas a stochastic policy makes the copies differ.
     stochastic = _model(std=0.5)
-    lp1, _, _ = run_glimpses(stochastic, batches, 6, M=1)
-    lp5, _, _ = run_glimpses(stochastic, batches, 6, M=5)
+    lp1, _ = monte_carlo(*run_glimpses(stochastic, batches, 6, M=1)[:2])
+    lp5, _ = monte_carlo(*run_glimpses(stochastic, batches, 6, M=5)[:2])
     assert not torch.allclose(lp5, lp1, atol=1e-4)
+
+
+def test_author_protocol_reuses_the_same_draws_in_every_batch():
+    """The released code resets the generator to the run's seed before every batch: two batches
+    of the same images get the same locations, so the same outputs. Our protocol draws anew."""
+    torch.manual_seed(3)
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    model = _model(std=0.5)
+    lp, err, _ = run_glimpses(model, [(x, y), (x, y)], 5, M=3, seed=7, protocol="author")
+    assert lp.shape == (5, 12, 3, 10)
+    assert torch.equal(lp[:, :6], lp[:, 6:]) and torch.equal(err[:, :6], err[:, 6:])
+    lp, _, _ = run_glimpses(model, [(x, y), (x, y)], 5, M=3, seed=7, protocol="ours")
+    assert not torch.allclose(lp[:, :6], lp[:, 6:], atol=1e-4)
+
+
+@pytest.mark.parametrize("protocol, layout", [("author", "repeat"), ("ours", "interleave")])
+def test_copy_m_of_image_b_is_the_row_the_protocol_puts_it_in(protocol, layout):
+    """author: the released x.repeat(M), copy m of image b in row m * B + b; ours:
+    repeat_interleave, row b * M + m. Each seeded as its protocol seeds batch 0."""
+    torch.manual_seed(4)
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    model = _model(std=0.5)
+    lp, _, _ = run_glimpses(model, [(x, y)], 3, M=2, seed=9, protocol=protocol)
+    torch.manual_seed(9 if protocol == "author" else 9 * 1_000_003)
+    rows = x.repeat(2, 1, 1, 1) if layout == "repeat" else x.repeat_interleave(2, dim=0)
+    direct = model(rows, 3).log_probs  # (N, B * M, K)
+    for b in range(4):
+        for m in range(2):
+            row = m * 4 + b if layout == "repeat" else b * 2 + m
+            assert torch.equal(lp[:, b, m], direct[:, row])
 
 
 def test_stop_profile_counts_who_may_stop_and_whether_they_are_right():
@@ -140,11 +217,12 @@ def test_stop_profile_counts_who_may_stop_and_whether_they_are_right():
               [[0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.1, 0.1, 0.8]])
     e = torch.zeros_like(p)
     e[0, 1] = 0.1  # sample 2, step 1: 0.45 - 0.05 < 0.4 + 0.05 at eps 0.5
-    profile = stop_profile(p.log(), e, torch.tensor([0, 1, 2]), eps=0.5)
+    profile = stop_profile(p.log()[:, :, None], e[:, :, None], torch.tensor([0, 1, 2]), eps=0.5)
     assert [round(s["accuracy"], 4) for s in profile] == [round(1 / 3, 4), 1.0]
     assert [round(s["may_stop"], 4) for s in profile] == [round(2 / 3, 4), 1.0]
     assert [s["accuracy_of_those"] for s in profile] == [0.5, 1.0]
     # with large uncertainties nobody may stop, and the accuracy of those is undefined
-    nobody = stop_profile(p.log(), torch.ones_like(p), torch.tensor([0, 1, 2]), eps=1.0)
+    nobody = stop_profile(p.log()[:, :, None], torch.ones_like(p)[:, :, None],
+                          torch.tensor([0, 1, 2]), eps=1.0)
     assert [s["may_stop"] for s in nobody] == [0.0, 0.0]
     assert all(s["accuracy_of_those"] != s["accuracy_of_those"] for s in nobody)  # nan

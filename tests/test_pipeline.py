@@ -39,12 +39,19 @@ def test_quick_pipeline_writes_every_file_it_names(quick_pipeline):
     assert {"first_epoch_mnist.png", "first_epoch_translated.png", "glimpses_mnist.png",
             "glimpses_translated.png"} <= plots
     assert sum(p.endswith(".gif") for p in plots) == 8
-    assert len([p for p in named if "/pretrained/" in p]) == 8  # each run's best checkpoint
-    # Every variant of both datasets has a curve with M = 1 and M = 10, and the two with the
-    # uncertainty term have dynamic sweeps with both stopping rules.
+    pretrained = sorted(os.path.basename(p) for p in named if "/pretrained/" in p)
+    assert len(pretrained) == 16  # each run's best and latest checkpoints
+    assert sum(p.endswith("_latest.pt") for p in pretrained) == 8
+    # Every variant of both datasets has a curve with M = 1 and M = 10 under our protocol and
+    # with M = 10 under the author's (on the latest checkpoint), and the two with the
+    # uncertainty term have dynamic sweeps with both stopping rules under each.
     results = glob.glob(str(root / "runs_quick/results/*/best-epoch1_N6_M*_curve8*.json"))
     assert len(results) == 16
     assert len([r for r in results if "dynamic-spec-released" in r]) == 4 * 2
+    author = glob.glob(str(root / "runs_quick/results/*/latest-epoch1_N6_M10_curve8*_author.json"))
+    assert len(author) == 8
+    assert len([r for r in author if "dynamic-released-spec" in r]) == 4
+    assert all(json.load(open(r))["protocol"] == "author" for r in author)
 
 
 def test_a_second_run_redoes_only_what_is_missing(quick_pipeline):
@@ -62,9 +69,10 @@ def test_a_second_run_redoes_only_what_is_missing(quick_pipeline):
                          text=True, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("done: evaluations") == 7
+    assert run.stdout.count("done: the author's protocol") == 7
     assert "resuming mnist_ram_6_8x8_s2_k1_both_seed1_subset400" in run.stdout
     assert "epoch 1/1" not in run.stdout  # no training at all
-    assert len(glob.glob(str(removed / "*.json"))) == 2
+    assert len(glob.glob(str(removed / "*.json"))) == 3
     assert {p: os.path.getmtime(p) for p in before} == before
 
 
@@ -125,57 +133,84 @@ def test_tables_hold_the_numbers_of_the_results_files(quick_pipeline):
     for path in paths:
         r = json.loads(open(path).read())
         m10 = json.loads(open(path.replace("_M1_", "_M10_")).read())
-        section = tables.split(f"Test accuracy (%) on {DATASET_TITLES[r['dataset']]}")[1]
+        section = tables.split(f"Under our protocol, {DATASET_TITLES[r['dataset']]}")[1]
         label = LABELS[variant_name(Namespace(**r["config"]))]
         row = next(line for line in section.splitlines()
-                   if line.startswith(f"| {label} | 1 | 1 |"))  # seed 1, epoch 1
+                   if line.startswith(f"| {label} | 1 | best, epoch 1 |"))  # seed 1
         cells = [c.strip().split(" ")[0] for c in row.strip("|").split("|")]
         assert cells[4] == f"{100 * r['curve']['accuracy'][5]:.1f}"
         assert cells[5] == f"{100 * m10['curve']['accuracy'][5]:.1f}"
 
 
-def test_across_seeds_gives_the_spread_and_the_paired_difference_at_n50():
-    """Issue 6, item 4: the table of the variants trained with several seeds, and RAM + both
-    against RAM at N = 50 seed by seed; a variant with one seed gets no row."""
-    from utils import _across_seeds
-
-    def acc(n1, n50, m10=None):
-        return {"N=1": n1, "N=6": 98.0, "N=6, M=10": m10, "N=50": n50}
-    seeds = {"original": {1: acc(20.0, 10.0, 99.0), 2: acc(30.0, 12.0), 3: acc(40.0, 14.0)},
-             "uncertainty": {1: acc(11.0, 17.0)},
-             "both": {1: acc(12.0, 98.0), 3: acc(14.0, 97.0)}}
-    lines = _across_seeds(seeds, "MNIST 28x28")
-    rows = [line for line in lines if line.startswith("| RAM")]
-    assert [r.split(" | ")[0] for r in rows] == ["| RAM", "| RAM + both"]
-    assert rows[0] == ("| RAM | 3 | 30.0 +- 10.0 [20.0, 40.0] | 98.0 +- 0.0 [98.0, 98.0] | - | "
-                       "12.0 +- 2.0 [10.0, 14.0] |")
-    assert lines[-2] == ("RAM + both minus RAM at N = 50, seed by seed: seed 1: +88.0, "
-                         "seed 3: +83.0 points.")
-    assert _across_seeds({"original": {1: acc(20.0, 10.0)}}, "MNIST 28x28") == []
-
-
-def test_figure_takes_its_dynamic_points_from_the_m1_sweeps_only(tmp_path, monkeypatch):
-    """The M = 10 evaluation also stores a dynamic sweep (on M-averaged predictions); the
-    figure, like the tables, shows the paper's sweep, M = 1, of every seed."""
-    import utils
+def _result(variant, seed, protocol, M, n1, n50, sweep=None):
+    """A results file's contents with a two-point curve at N = 1 and N = 50 (the rest 98%)."""
     from config import get_config, run_name
+    flags = {"original": [], "uncertainty": ["--uncertainty=True"],
+             "intrinsic": ["--intrinsic=True"],
+             "both": ["--uncertainty=True", "--intrinsic=True"]}[variant]
+    cfg = get_config(flags + [f"--random_seed={seed}", f"--protocol={protocol}"])
+    r = {"run": run_name(cfg), "epoch": 3, "dataset": "mnist", "seed": seed,
+         "protocol": protocol, "checkpoint_kind": "best", "num_test_images": 10000,
+         "config": vars(cfg), "fixed": {"N": 6, "M": M, "accuracy": 0.98},
+         "curve": {"N": list(range(1, 51)), "accuracy": [n1] + [0.98] * 48 + [n50]}}
+    if sweep:
+        r["dynamic"] = {"max_glimpses": 50, "batch_size": 32, **sweep}
+    return r
+
+
+def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
+    """The claims table: the author's number, then ours under the author's protocol (M = 10),
+    ours under our protocol with M = 1 and M = 10, as mean +- sd [min, max] over seeds."""
+    from utils import _claims, _paired, _by_seed
+    results = [_result("original", 1, "author", 10, 0.40, 0.10),
+               _result("original", 2, "author", 10, 0.20, 0.14),
+               _result("original", 1, "ours", 1, 0.25, 0.08),
+               _result("both", 1, "author", 10, 0.12, 0.985),
+               _result("both", 2, "author", 10, 0.14, 0.975)]
+    lines = _claims(results, "mnist")
+    row = next(line for line in lines if line.startswith("| RAM, N = 1 |"))
+    assert row == "| RAM, N = 1 | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 25.0 (1 seed) | - |"
+    row = next(line for line in lines if line.startswith("| RAM + both, N = 50 |"))
+    assert row == "| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - |"
+    assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
+    assert _paired(_by_seed(results, "author", 10), "author") == [
+        "RAM + both minus RAM at N = 50 (author's protocol), seed by seed: seed 1: +88.5, "
+        "seed 2: +83.5 points.", ""]
+
+
+def test_claims_compare_dynamic_sweeps_at_the_authors_exploration_rates():
+    from utils import _claims
+    point = lambda eps, g, a: {"exploration_rate": eps, "mean_glimpses": g, "accuracy": a}
+    results = [_result("both", s, "author", 10, 0.1, 0.98,
+                       {"released": [point(0.3, g, a), point(0.33, 9.0, 0.5)]})
+               for s, g, a in ((1, 4.5, 0.97), (2, 5.5, 0.99))]
+    rows = [line for line in _claims(results, "mnist") if line.startswith("| RAM + both, dyn")]
+    assert rows == ["| RAM + both, dynamic, eps 0.3 | 4.81 glimpses, 97.92 | 5.00 +- 0.71 "
+                    "[4.50, 5.50] glimpses, 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | - | - |"]
+
+
+def test_figure_draws_each_protocol_in_its_own_panel(tmp_path, monkeypatch):
+    """Our protocol: every M's curves and the M = 1 sweeps of the spec rule (the M = 10 file
+    also stores sweeps, on M-averaged predictions). The author's: the M = 10 curves and
+    released-rule sweeps, with the author's points."""
+    import utils
     drawn = {}
     monkeypatch.setattr(utils, "plot_accuracy_vs_glimpses",
-                        lambda curves, dynamic, title, path, paper: drawn.update(
-                            curves=curves, dynamic=dynamic, paper=paper) or path)
+                        lambda panels, title, path: drawn.update(panels=panels) or path)
+    point = lambda g: [{"exploration_rate": 0.15, "mean_glimpses": g, "accuracy": 0.9}]
     for seed in (1, 2):
-        cfg = get_config(["--uncertainty=True", "--intrinsic=True", f"--random_seed={seed}"])
-        for M, glimpses in ((1, 2.0 * seed), (10, 40.0)):
-            point = {"exploration_rate": 0.15, "mean_glimpses": glimpses, "accuracy": 0.9}
-            r = {"run": run_name(cfg), "epoch": 3, "dataset": "mnist", "seed": seed,
-                 "config": vars(cfg), "fixed": {"N": 6, "M": M, "accuracy": 0.9},
-                 "curve": {"N": [1, 2], "accuracy": [0.5, 0.9]},
-                 "dynamic": {"max_glimpses": 2, "batch_size": 32, "spec": [point]}}
-            path = tmp_path / run_name(cfg) / f"best-epoch3_N6_M{M}_curve2_dynamic-spec.json"
+        for protocol, M, glimpses in (("ours", 1, 2.0 * seed), ("ours", 10, 40.0),
+                                      ("author", 10, 3.0 * seed)):
+            r = _result("both", seed, protocol, M, 0.1, 0.98,
+                        {"spec": point(glimpses), "released": point(glimpses + 0.5)})
+            path = tmp_path / r["run"] / f"{protocol}_M{M}.json"
             path.parent.mkdir(exist_ok=True)
             path.write_text(json.dumps(r))
     utils.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "plots"))
-    assert drawn["dynamic"] == {"both (spec rule)": [
-        [{"exploration_rate": 0.15, "mean_glimpses": g, "accuracy": 0.9}] for g in (2.0, 4.0)]}
-    assert set(drawn["curves"]) == {"both", "both M=10"}
-    assert set(drawn["paper"]) == {"both"}
+    ours, author = drawn["panels"]
+    assert ours["dynamic"] == {"both (spec rule)": [point(2.0), point(4.0)]}
+    assert set(ours["curves"]) == {"both", "both M=10"} and "paper_fixed" not in ours
+    assert author["dynamic"] == {"both (released rule)": [point(3.5), point(6.5)]}
+    assert set(author["curves"]) == {"both"}
+    assert author["paper_fixed"] == {"both": {1: 11.57, 6: 98.99, 30: 98.5, 50: 98.5}}
+    assert set(author["paper_dynamic"]) == {"both"}

@@ -2,6 +2,7 @@
 exported (utils.export_pretrained), through the model code as it is now and through
 `python main.py --is_train=False`."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -56,3 +57,35 @@ def test_main_tests_a_shipped_checkpoint(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     printed = float(re.search(r"test accuracy ([\d.]+)%", run.stdout).group(1))
     assert printed == pytest.approx(100 * ckpt["recorded"]["test_accuracy"], abs=0.1)
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no checkpoint shipped yet")
+def test_checkpoint_flag_scores_a_shipped_file_on_its_first_images(tmp_path):
+    """--checkpoint needs no training flags: the file names the run. --num_test=1000 under our
+    protocol gives the accuracy recorded on the first 1,000 images of a full evaluation;
+    under the author's protocol the results file says so in its name and its contents."""
+    path = os.path.join(REPO, "pretrained", "mnist_ram_6_8x8_s2_k1_both_seed1_best.pt")
+    ckpt, _ = load(path)
+    run = "mnist_ram_6_8x8_s2_k1_both_seed1"
+    common = ["--is_train=False", f"--checkpoint={path}", f"--results_dir={tmp_path}"]
+    done = subprocess.run([sys.executable, "main.py", *common, "--num_test=1000"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / run / f"best-epoch{ckpt['epoch']}_N6_M1_first1000.json") as f:
+        ours = json.load(f)
+    assert ours["fixed"]["accuracy"] == pytest.approx(ckpt["recorded"]["first_1000_accuracy"],
+                                                      abs=0.003)
+    assert (ours["protocol"], ours["num_test_images"], ours["run"]) == ("ours", 1000, run)
+    done = subprocess.run([sys.executable, "main.py", *common, "--num_test=64",
+                           "--protocol=author", "--M", "2", "--curve=True", "--max_glimpses=8",
+                           "--dynamic=True", "--exploration_rate", "0", "0.3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name = f"best-epoch{ckpt['epoch']}_N6_M2_curve8_dynamic-released_first64_author.json"
+    with open(tmp_path / run / name) as f:
+        author = json.load(f)
+    assert (author["protocol"], author["eval_batch_size"], author["num_test_images"]) == (
+        "author", 32, 64)
+    assert author["fixed"]["accuracy"] == author["curve"]["accuracy"][5]
+    assert list(author["dynamic"]) == ["max_glimpses", "batch_size", "released"]
+    assert author["dynamic"]["released"][0]["mean_glimpses"] == 1.0  # eps 0 stops at once

@@ -181,6 +181,10 @@ def read_bytes(path):
     (["--not_a_flag=1"], "unrecognized arguments: --not_a_flag=1"),
     (["--resume=ture"], "expected True or False, got 'ture'"),
     (["--epochs=many"], "invalid int value: 'many'"),
+    (["--num_test=-1"], "--num_test must not be negative"),
+    (["--protocol=paper"], "invalid choice: 'paper'"),
+    (["--checkpoint=pretrained/x_best.pt"], "--checkpoint names a checkpoint to test: pass "
+                                            "--is_train=False"),
 ])
 def test_impossible_settings_are_one_sentence_and_exit_2(flags, message):
     code, out, err = cli(*flags)
@@ -251,6 +255,13 @@ def test_no_checkpoint_names_the_file_and_lists_those_that_exist(trained):
         assert "no checkpoint at" in err and "_4_8x8_" in err
         assert "mnist_ram_6_8x8_s2_k1_original_seed1_subset320_best.pt" in err
     assert _snapshot(trained) == before
+
+
+def test_checkpoint_flag_with_a_missing_file_names_it(tmp_path):
+    code, _, err = cli("--is_train=False", f"--checkpoint={tmp_path}/nothing_best.pt",
+                       f"--results_dir={tmp_path}/results")
+    assert code == 1 and "no checkpoint at" in err and "nothing_best.pt" in err
+    assert "Traceback" not in err and not os.path.exists(tmp_path / "results")
 
 
 def test_checkpoint_with_other_settings_names_them(trained):
