@@ -380,7 +380,7 @@ def first_batch_accuracy(model, cfg):
 
 def export_pretrained(results_dir, pretrained_dir, data_dir="./data"):
     """Copy the best checkpoint of every run evaluated in results_dir (our protocol, M = 1,
-    the whole test set) to pretrained_dir/<run>_best.pt, and its latest checkpoint (the
+    every test image) to pretrained_dir/<run>_best.pt, and its latest checkpoint (the
     epoch-100 one of a run that ran to the end), where it is beside it, to <run>_latest.pt.
 
     Each keeps what `--is_train=False` needs (settings, weights, epoch) and records its test
@@ -391,7 +391,7 @@ def export_pretrained(results_dir, pretrained_dir, data_dir="./data"):
                  for r in latest_results(results_dir)
                  if r["protocol"] == "ours" and r["fixed"]["M"] == 1
                  and r["fixed"]["N"] == r["config"]["num_glimpses"]
-                 and r["num_test_images"] == 10000}
+                 and not r["config"]["num_test"]}
     for (best, epoch), accuracy in sorted(evaluated.items()):
         if not best.endswith("_best.pt"):
             continue
@@ -419,10 +419,10 @@ def _slim(ckpt, test_accuracy, data_dir):
     model = RecurrentAttention.from_config(cfg)
     model.load_state_dict(ckpt["model"])
     slim = {key: ckpt[key] for key in ("config", "model", "epoch", "best_valid_acc")}
-    slim["recorded"] = {"N": cfg.test_glimpses, "M": 1,
-                        "first_1000_accuracy": first_batch_accuracy(model, cfg)}
+    slim["recorded"] = {"N": cfg.test_glimpses, "M": 1}
     if test_accuracy is not None:
         slim["recorded"]["test_accuracy"] = test_accuracy
+    slim["recorded"]["first_1000_accuracy"] = first_batch_accuracy(model, cfg)
     return slim
 
 
@@ -598,6 +598,9 @@ def _run_table(results, dataset, protocol):
     return lines + _paired(runs, protocol)
 
 
+PROTOCOL_NAMES = {"ours": "our protocol", "author": "the author's protocol"}
+
+
 def _paired(runs, protocol):
     """RAM + both minus original RAM at N = 50, seed by seed."""
     both, base = runs.get("both", {}), runs.get("original", {})
@@ -605,9 +608,8 @@ def _paired(runs, protocol):
               if s in base and _at(both[s], 50) is not None and _at(base[s], 50) is not None]
     if not paired:
         return []
-    return [f"RAM + both minus RAM at N = 50 ({'author' if protocol == 'author' else 'our'}"
-            "'s protocol), seed by seed: " + ", ".join(f"seed {s}: {d:+.1f}" for s, d in paired)
-            + " points.", ""]
+    return [f"RAM + both minus RAM at N = 50 ({PROTOCOL_NAMES[protocol]}), seed by seed: "
+            + ", ".join(f"seed {s}: {d:+.1f}" for s, d in paired) + " points.", ""]
 
 
 def _dynamic_tables(results, dataset):

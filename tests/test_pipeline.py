@@ -174,7 +174,7 @@ def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
     assert row == "| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - |"
     assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
     assert _paired(_by_seed(results, "author", 10), "author") == [
-        "RAM + both minus RAM at N = 50 (author's protocol), seed by seed: seed 1: +88.5, "
+        "RAM + both minus RAM at N = 50 (the author's protocol), seed by seed: seed 1: +88.5, "
         "seed 2: +83.5 points.", ""]
 
 
