@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from config import get_config
-from data_loader import translate
+from data_loader import load_mnist, translate
 from evaluate import EVAL_BATCH, accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
 from trainer import Trainer, make_optimizer
@@ -139,7 +139,6 @@ def main():
         print(f"  {'mnist both, batch 1024':32s} {r['ms_per_batch']:9.2f} "
               f"{r['images_per_s']:9.0f}")
 
-    from data_loader import load_mnist
     images, labels = load_mnist("./data", train=False)
     print(f"{'evaluation, 10,000 test images':34s} {'curve s':>9s} {'sweep s':>9s}")
     for dataset in ("mnist", "translated"):

@@ -2,9 +2,14 @@
 
 Edit a default here or override it: `python main.py --uncertainty=True --num_glimpses=8`.
 Booleans take `--flag=True` / `--flag=False`. Settings whose default depends on the dataset
-(SPEC's table) are `None` here and filled in by `get_config` unless given on the command line.
+(docs/method.md, "Training schedule and defaults") are `None` here and filled in by
+`get_config` unless given on the command line.
+
+Also the one definition of the four variants, of a run's name and its inverse, and of the
+settings a checkpoint must share with the command line.
 """
 import argparse
+import re
 import sys
 
 
@@ -20,7 +25,7 @@ def str2bool(v):
     raise argparse.ArgumentTypeError(f"expected True or False, got '{v}'")
 
 
-# SPEC's table: the paper's settings for each dataset, used where the user set no value.
+# The paper's settings for each dataset, used where the user set no value.
 DATASET_DEFAULTS = {
     "mnist": dict(patch_size=8, num_patches=1, glimpse_scale=2, num_glimpses=6, std=0.10,
                   lambda_intrinsic=1e-1, lambda_uncertainty=1e-5),
@@ -162,9 +167,29 @@ misc.add_argument("--plot_freq", type=int, default=1,
                        "glimpse locations (0: never)")
 
 
+# The four variants of the paper: (--uncertainty, --intrinsic).
+VARIANTS = {"original": (False, False), "uncertainty": (True, False),
+            "intrinsic": (False, True), "both": (True, True)}
+
+# Settings a checkpoint must share with the flags to be loaded at all (the shapes and the
+# meaning of the weights), and in addition to be trained further.
+ARCHITECTURE = ("dataset", "patch_size", "num_patches", "glimpse_scale", "glimpse_hidden",
+                "loc_hidden", "hidden_size")
+TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
+                           "lambda_uncertainty", "lambda_intrinsic", "batch_size", "init_lr",
+                           "lr_schedule", "lr_patience", "valid_size", "subset", "shuffle",
+                           "random_seed")
+
+
 def variant_name(cfg):
-    return {(False, False): "original", (True, False): "uncertainty",
-            (False, True): "intrinsic", (True, True): "both"}[(cfg.uncertainty, cfg.intrinsic)]
+    """'original', 'uncertainty', 'intrinsic' or 'both', from the two flags."""
+    return next(v for v, flags in VARIANTS.items() if flags == (cfg.uncertainty, cfg.intrinsic))
+
+
+def variant_flags(variant):
+    """The command-line flags of a variant: ['--uncertainty=...', '--intrinsic=...']."""
+    uncertainty, intrinsic = VARIANTS[variant]
+    return [f"--uncertainty={uncertainty}", f"--intrinsic={intrinsic}"]
 
 
 def run_name(cfg):
@@ -172,6 +197,22 @@ def run_name(cfg):
     name = (f"{cfg.dataset}_ram_{cfg.num_glimpses}_{cfg.patch_size}x{cfg.patch_size}"
             f"_s{cfg.glimpse_scale}_k{cfg.num_patches}_{variant_name(cfg)}_seed{cfg.random_seed}")
     return name + (f"_subset{cfg.subset}" if cfg.subset else "")
+
+
+_RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_size>\d+)x\d+"
+                       r"_s(?P<glimpse_scale>\d+)_k(?P<num_patches>\d+)_(?P<variant>"
+                       + "|".join(VARIANTS) + r")_seed(?P<random_seed>\d+)"
+                       r"(?:_subset(?P<subset>\d+))?$")
+
+
+def parse_run_name(name):
+    """The inverse of run_name: {dataset, num_glimpses, patch_size, glimpse_scale, num_patches,
+    variant, random_seed, subset}, or None for a name run_name does not make."""
+    m = _RUN_NAME.match(name)
+    if m is None:
+        return None
+    d = m.groupdict()
+    return {k: v if k in ("dataset", "variant") else int(v or 0) for k, v in d.items()}
 
 
 def get_config(argv=None):

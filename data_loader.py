@@ -4,7 +4,7 @@ The four IDX files live in `data_dir/MNIST/raw/` (torchvision's layout), gzipped
 repository ships the gzipped ones, so a fresh clone needs no network. Images are normalised
 once with MNIST's mean and std and kept as one tensor, so a batch is one indexing operation.
 
-Translated MNIST (SPEC): the 28x28 digit is pasted at a uniform random top-left corner in
+Translated MNIST (docs/method.md): the 28x28 digit is pasted at a uniform random top-left corner in
 [0, 32)^2 of a 60x60 canvas filled with the batch's minimum (the normalised background).
 Training and validation batches are translated afresh every time; the test set is translated
 once with seed 0, so every evaluation sees the same 10,000 images.

@@ -1,12 +1,13 @@
 """Evaluation of a trained RecurrentAttention: fixed N, accuracy against N = 1..N_max, and the
-dynamic number of glimpses of Lu (2019), all from one pass over the test set.
+dynamic number of glimpses of Lu (2019), all from one pass over the test set; the testing of a
+checkpoint (`test_checkpoint`), and its results files, which this module both writes and reads.
 
 One pass runs N_max glimpses on every copy of every test image and keeps log p_t and e_t of
 every step; every number below is computed from those. The first N steps of a run of N_max
 glimpses are exactly a run of N glimpses (the random numbers of step t do not depend on how
 many steps follow), so the curve at N equals a separate fixed-N evaluation.
 
-Two evaluation protocols (README, "Evaluation protocols"):
+Two evaluation protocols (docs/method.md, "Evaluation protocols"):
   ours    each evaluation batch of EVAL_BATCH images reseeds the generator from (seed, batch
           index); copy m of image b is row b * M + m; the M copies are averaged (log p_t and
           e_t) before a dynamic rule looks at them, so an image stops as one.
@@ -16,7 +17,16 @@ Two evaluation protocols (README, "Evaluation protocols"):
           its own step, and the image's prediction is the mean of its rows' log p at those
           steps; mean glimpses are averaged over rows.
 """
+import glob
+import json
+import os
+
 import torch
+
+from config import ARCHITECTURE, TRAINING, adopt_settings, run_name
+from data_loader import get_test_loader
+from model import load_pretrained
+from utils import save_glimpse_trace, write_json
 
 EVAL_BATCH = 1000  # images per evaluation batch of our protocol
 PROTOCOLS = ("ours", "author")
@@ -147,3 +157,131 @@ def stop_profile(log_probs, errors, labels, eps, rule="spec"):
              "may_stop": n_holds[t].item() / holds.shape[1],
              "accuracy_of_those": (right_and_holds[t] / n_holds[t]).item()
              if n_holds[t] else float("nan")} for t in range(holds.shape[0])]
+
+
+# ------------------------------------------------------------------ testing a checkpoint
+def test_checkpoint(cfg, device):
+    """Evaluate a checkpoint on the test set, once for every M in --M, and write the numbers
+    of each to a results file (`results_path`). Returns the accuracy after N glimpses with
+    the first M.
+
+    The checkpoint: --checkpoint (its settings then replace the command line's training
+    settings), else the run's best (or, with --best=False, latest). Always: accuracy after
+    N = test_glimpses glimpses with M Monte Carlo copies. With --curve: after every
+    N = 1..max_glimpses. With --dynamic: (mean glimpses, accuracy) for every exploration rate
+    and stopping rule, glimpses capped at max_glimpses. --protocol decides the seeding and
+    how copies stop."""
+    if cfg.checkpoint:
+        path = cfg.checkpoint
+        kind = next((k for k in ("best", "latest") if path.endswith(f"_{k}.pt")), "checkpoint")
+        pretrained = load_pretrained(path, device=device)
+        adopt_settings(cfg, vars(pretrained.settings), TRAINING)
+    else:
+        kind = "best" if cfg.best else "latest"
+        path = os.path.join(cfg.ckpt_dir, f"{run_name(cfg)}_{kind}.pt")
+        pretrained = load_pretrained(path, cfg, ARCHITECTURE, device)
+    loader = get_test_loader(cfg, device, test_batch_size(cfg.protocol, cfg.batch_size),
+                             cfg.num_test)
+    N = cfg.test_glimpses
+    n_run = max(N, cfg.max_glimpses) if (cfg.curve or cfg.dynamic) else N
+    accuracies = []
+    for M in cfg.M:
+        log_probs, errors, labels = run_glimpses(pretrained.model, loader, n_run, M,
+                                                 cfg.random_seed, cfg.protocol)
+        record = {"run": run_name(cfg), "checkpoint": path, "checkpoint_kind": kind,
+                  "epoch": pretrained.epoch, "dataset": cfg.dataset, "seed": cfg.random_seed,
+                  "protocol": cfg.protocol, "eval_batch_size": loader.batch_size,
+                  "num_test_images": len(labels), "config": vars(cfg),
+                  **measure(cfg, M, log_probs, errors, labels)}
+        accuracies.append(record["fixed"]["accuracy"])
+        out = results_path(cfg.results_dir, record)
+        write_json(record, out)
+        _print(record)
+        print(f"[*] results written to {out}")
+    _save_test_glimpses(pretrained.model, loader, cfg,
+                        trace_path(cfg.results_dir, run_name(cfg), kind, pretrained.epoch))
+    return accuracies[0]
+
+
+def measure(cfg, M, log_probs, errors, labels):
+    """The numbers of one evaluation, from log p_t and e_t of every copy (N, n, M, K):
+    {"fixed": ...} and, as the flags ask, {"curve": ...} and {"dynamic": ...}."""
+    N = cfg.test_glimpses
+    curve = accuracy_curve(log_probs, labels)
+    numbers = {"fixed": {"N": N, "M": M, "accuracy": curve[N - 1]}}
+    if cfg.curve:
+        numbers["curve"] = {"N": list(range(1, cfg.max_glimpses + 1)),
+                            "accuracy": curve[:cfg.max_glimpses]}
+    if cfg.dynamic:
+        if cfg.protocol == "ours":  # an image's copies stop as one
+            log_probs, errors = monte_carlo(log_probs, errors)
+        numbers["dynamic"] = {"max_glimpses": cfg.max_glimpses, "batch_size": cfg.batch_size}
+        for rule in cfg.stopping_rule:
+            numbers["dynamic"][rule] = dynamic_sweep(
+                log_probs[:cfg.max_glimpses], errors[:cfg.max_glimpses], labels,
+                cfg.exploration_rate, rule, cfg.batch_size)
+    return numbers
+
+
+def _print(r):
+    fixed = r["fixed"]
+    print(f"[*] {r['run']} ({r['checkpoint_kind']}, epoch {r['epoch']}, {r['protocol']} "
+          f"protocol): test accuracy {100 * fixed['accuracy']:.2f}% with N={fixed['N']} "
+          f"glimpses, M={fixed['M']} ({r['num_test_images']} images)")
+    if "curve" in r:
+        print("    accuracy after N glimpses: " + " ".join(
+            f"{n}:{100 * a:.1f}" for n, a in zip(r["curve"]["N"], r["curve"]["accuracy"])))
+    for rule, points in r.get("dynamic", {}).items():
+        for pt in points if rule in ("spec", "released") else ():
+            print(f"    dynamic ({rule} rule) eps {pt['exploration_rate']:g}: "
+                  f"{pt['mean_glimpses']:.2f} glimpses, {100 * pt['accuracy']:.2f}%")
+
+
+@torch.no_grad()
+def _save_test_glimpses(model, loader, cfg, path, n=9):
+    """Where the model looks on the first n test images: for figures.plot_glimpses."""
+    x, _ = next(iter(loader))
+    torch.manual_seed(cfg.random_seed)
+    out = model(x[:n], cfg.test_glimpses)
+    save_glimpse_trace(path, x[:n], out.locations, cfg, run_name(cfg))
+
+
+# ------------------------------------------------------------------ results files
+def results_path(results_dir, r):
+    """results_dir/<run>/<kind>-epoch<E>_N<N>_M<M>[_curve<N_max>][_dynamic-<rules>]
+    [_first<K>][_author].json: one file per measurement of a checkpoint."""
+    name = f"{r['checkpoint_kind']}-epoch{r['epoch']}_N{r['fixed']['N']}_M{r['fixed']['M']}"
+    if "curve" in r:
+        name += f"_curve{len(r['curve']['N'])}"
+    rules = [rule for rule in r.get("dynamic", {}) if rule in ("spec", "released")]
+    if rules:
+        name += f"_dynamic-{'-'.join(rules)}"
+    if r["config"]["num_test"]:
+        name += f"_first{r['num_test_images']}"
+    if r["protocol"] == "author":
+        name += "_author"
+    return os.path.join(results_dir, r["run"], name + ".json")
+
+
+def trace_path(results_dir, run, kind, epoch):
+    """Where test_checkpoint saves the glimpses of the first test images of a checkpoint."""
+    return os.path.join(results_dir, run, f"glimpses_{kind}-epoch{epoch}.pt")
+
+
+def measurement(r):
+    """What a results file measured, whichever checkpoint it measured it on: (run, protocol,
+    N, M, number of test images, with a curve, the dynamic rules)."""
+    return (r["run"], r["protocol"], r["fixed"]["N"], r["fixed"]["M"], r["num_test_images"],
+            "curve" in r, tuple(rule for rule in ("spec", "released") if rule in r.get("dynamic", {})))
+
+
+def read_results(results_dir):
+    """Every results file, keeping per run and measurement only the latest epoch's."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*", "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        key = measurement(r)
+        if key not in found or r["epoch"] > found[key]["epoch"]:
+            found[key] = r
+    return list(found.values())

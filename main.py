@@ -15,20 +15,14 @@ def get_device(cfg):
 def run(cfg):
     """Train (unless --is_train=False), then test; returns the test accuracy."""
     import torch
-    from config import adopt_settings
-    from data_loader import get_test_loader, get_train_valid_loaders
-    from evaluate import test_batch_size
+    from data_loader import get_train_valid_loaders
+    from evaluate import test_checkpoint
     from trainer import Trainer
-    from utils import TRAINING, load_checkpoint
     device = get_device(cfg)
-    if cfg.checkpoint:
-        adopt_settings(cfg, load_checkpoint(cfg.checkpoint, cfg, keys=())["config"], TRAINING)
-    torch.manual_seed(cfg.random_seed)
-    trainer = Trainer(cfg, device)
     if cfg.is_train:
-        trainer.train(*get_train_valid_loaders(cfg, device))
-    batch = test_batch_size(cfg.protocol, cfg.batch_size)
-    return trainer.test(get_test_loader(cfg, device, batch, cfg.num_test))
+        torch.manual_seed(cfg.random_seed)
+        Trainer(cfg, device).train(*get_train_valid_loaders(cfg, device))
+    return test_checkpoint(cfg, device)
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """RecurrentAttention: the networks of modules.py unrolled over N glimpses.
 
-One glimpse step t = 1..N (SPEC):
+One glimpse step t = 1..N (docs/method.md, "The model"):
     g_t = f_g(rho(x, l_{t-1}), l_{t-1})     glimpse network, sees the previous location
     h_t = f_h(g_t, h_{t-1})                 core network
     l_t, log_pi_t = f_l(h_t)                location network (the policy)
@@ -8,13 +8,16 @@ with l_0 ~ Uniform(-1, 1)^2 and h_0 = 0. The heads that do not feed back into th
 log p_t = f_a(h_t), b_t = f_b(h_t) and e_t = f_e(h_t, p_t), are applied to all steps at once
 after the loop: the same values as applying them inside it, in three operations instead of 3N.
 """
+from argparse import Namespace
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, ErrorNetwork, GlimpseNetwork,
                      LocationNetwork, Retina)
+from utils import load_checkpoint
 
 
 @dataclass
@@ -94,3 +97,22 @@ class RecurrentAttention(nn.Module):
         return Glimpses(log_probs=log_probs, locations=torch.stack(locations),
                         log_pi=torch.stack(log_pis), baselines=self.baseline(h),
                         e_t=e_t, e_t_fit=e_t_fit)
+
+
+class Pretrained(NamedTuple):
+    """A checkpoint ready for testing: the model in eval mode, the settings of the run that
+    wrote it (an argparse Namespace, as config.get_config gives) and the epoch it is from."""
+    model: RecurrentAttention
+    settings: Namespace
+    epoch: int
+
+
+def load_pretrained(path, cfg=None, keys=(), device="cpu"):
+    """The model stored in a checkpoint file (a training checkpoint or a slimmed one of
+    pretrained/), with its settings; `keys` of them must agree with cfg (utils.load_checkpoint).
+    """
+    ckpt = load_checkpoint(path, cfg, keys)
+    settings = Namespace(**ckpt["config"])
+    model = RecurrentAttention.from_config(settings)
+    model.load_state_dict(ckpt["model"])
+    return Pretrained(model.to(device).eval(), settings, ckpt["epoch"])

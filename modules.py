@@ -1,6 +1,6 @@
 """The networks of the Recurrent Attention Model, one small module per box of the paper's figure.
 
-Notation (SPEC.md): B batch, C channels, H x W image, g patch size, k patches, s scale,
+Notation (docs/method.md): B batch, C channels, H x W image, g patch size, k patches, s scale,
 l_t in [-1, 1]^2 with l[:, 0] the column (x) and l[:, 1] the row (y), (-1, -1) the top-left.
 """
 import math
@@ -158,7 +158,8 @@ class ErrorNetwork(nn.Module):
 
     h_t: (..., hidden_size), p_t: (..., num_classes) -> e_t, e_t_fit: (..., num_classes).
 
-    The same value is returned twice with different gradient routes (SPEC):
+    The same value is returned twice with different gradient routes (docs/method.md,
+    "Objective"):
     e_t for L_unc, whose gradient reaches RAM through h_t and p_t but not these weights;
     e_t_fit for L_fit, whose gradient reaches these weights only.
     """

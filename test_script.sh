@@ -44,14 +44,11 @@ EXTRA=("$@")
 DIRS=(--ckpt_dir="$OUT/ckpt" --logs_dir="$OUT/logs" --results_dir="$RESULTS")
 FIRST=(--ckpt_dir="$OUT/first_epoch/ckpt" --logs_dir="$OUT/first_epoch/logs"
        --results_dir="$OUT/first_epoch/results")
-declare -A VARIANT=([original]="--uncertainty=False --intrinsic=False"
-                    [uncertainty]="--uncertainty=True --intrinsic=False"
-                    [intrinsic]="--uncertainty=False --intrinsic=True"
-                    [both]="--uncertainty=True --intrinsic=True")
-# The lambda_intrinsic of the paper's first-epoch figure (SPEC's table); lambda_1 is 1e-5.
+# The lambda_intrinsic of the paper's first-epoch figure (docs/method.md); lambda_1 is 1e-5.
 declare -A FIRST_EPOCH_LAMBDA=([mnist]=3e-3 [translated]=1e-2)
 
 run_name() { "$PY" -c 'import sys, config; print(config.run_name(config.get_config(sys.argv[1:])))' "$@"; }
+variant_flags() { "$PY" -c 'import sys, config; print(*config.variant_flags(sys.argv[1]))' "$1"; }
 
 # has_results RUN GLOB [author]: whether RUN has a results file GLOB.json of our protocol
 # (or, with "author", of the author's protocol: those end in _author.json).
@@ -85,7 +82,7 @@ for dataset in ${DATASETS:-mnist translated}; do
     for variant in original uncertainty intrinsic both; do
         for seed in $SEEDS; do
             # shellcheck disable=SC2206
-            fargs=(--dataset=$dataset ${VARIANT[$variant]} --epochs=1 --random_seed=$seed
+            fargs=(--dataset=$dataset $(variant_flags "$variant") --epochs=1 --random_seed=$seed
                    --lambda_intrinsic=${FIRST_EPOCH_LAMBDA[$dataset]} "${BUDGET[@]:1}"
                    ${EXTRA[@]+"${EXTRA[@]}"})
             fname=$(run_name "${fargs[@]}")
@@ -109,7 +106,7 @@ for dataset in ${DATASETS:-mnist translated}; do
     for run in "${runs[@]}"; do
         variant=${run%:*} seed=${run#*:}
         # shellcheck disable=SC2206
-        args=(--dataset=$dataset ${VARIANT[$variant]} --random_seed=$seed "${BUDGET[@]}"
+        args=(--dataset=$dataset $(variant_flags "$variant") --random_seed=$seed "${BUDGET[@]}"
               ${EXTRA[@]+"${EXTRA[@]}"})
         name=$(run_name "${args[@]}")
         echo "=== $name"
@@ -141,5 +138,5 @@ for dataset in ${DATASETS:-mnist translated}; do
     done
 done
 
-"$PY" utils.py --results_dir="$RESULTS" --first_epoch_logs="$FIRST_EPOCH_LOGS" \
+"$PY" report.py --results_dir="$RESULTS" --first_epoch_logs="$FIRST_EPOCH_LOGS" \
     --plots_dir="$PLOTS" --pretrained_dir="$PRETRAINED"

@@ -1,19 +1,19 @@
-"""Training and testing: the objective of SPEC term by term, the schedule, checkpoints, logs."""
+"""Training: the objective term by term (docs/method.md, "Objective"), the schedule, the
+checkpoints and the logs. Testing a checkpoint is evaluate.test_checkpoint."""
 import csv
 import os
-import random
 import signal
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from config import run_name
-from evaluate import accuracy_curve, dynamic_sweep, monte_carlo, run_glimpses
+from config import TRAINING, run_name
 from model import RecurrentAttention
-from utils import (ARCHITECTURE, TRAINING, CheckpointError, load_checkpoint, save_checkpoint,
-                   save_glimpse_trace, write_json)
+from utils import (CheckpointError, load_checkpoint, rng_state, save_checkpoint,
+                   save_glimpse_trace, set_rng_state)
 
 
 def loss_terms(out, y, cfg):
@@ -69,9 +69,23 @@ class Interrupted(RuntimeError):
         self.signum = signum
 
 
+@dataclass
+class TrainState:
+    """Where training stands: all a resume needs besides the weights, the optimiser and the
+    generators. Saved as plain keys of the checkpoint."""
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches finished in the current epoch
+    global_step: int = 0
+    # below any accuracy, so that the first epoch always writes a best checkpoint
+    best_valid_acc: float = -1.0
+    epochs_since_best: int = 0
+    running: list = field(default_factory=lambda: [0.0, 0, 0])  # loss sum, correct, seen
+    history: list = field(default_factory=list)  # one dict per epoch: epochs.csv
+
+
 class Trainer:
-    """Trains RecurrentAttention with Adam, validates every epoch, keeps the latest and best
-    checkpoints, and tests a checkpoint on the test set."""
+    """Trains RecurrentAttention with Adam, validates every epoch, and keeps the latest and
+    the best checkpoints."""
 
     def __init__(self, cfg, device):
         self.cfg, self.device = cfg, torch.device(device)
@@ -96,6 +110,27 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
     def train(self, train_loader, valid_loader):
+        """Train from scratch, or with --resume=True from the latest checkpoint, until
+        --epochs or early stopping. SIGINT/SIGTERM save a resumable checkpoint first."""
+        self._start(train_loader, valid_loader)
+        self.stop_signal = None
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for epoch in range(self.state.epoch, self.cfg.epochs):
+                if self.state.epochs_since_best >= self.cfg.train_patience:
+                    print(f"[!] no better validation accuracy for {self.cfg.train_patience} "
+                          f"epochs: stopped early.")
+                    break
+                self._epoch(epoch, train_loader, valid_loader)
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+            self.iter_log.close()
+            if self.writer is not None:
+                self.writer.close()
+
+    def _start(self, train_loader, valid_loader):
+        """Optimiser, schedule, state (fresh or resumed) and logs."""
         cfg = self.cfg
         self.optimizer = make_optimizer(self.model, cfg.init_lr)
         if cfg.lr_schedule == "exp":
@@ -104,9 +139,7 @@ class Trainer:
         else:
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", patience=cfg.lr_patience)
-        # best_valid_acc starts below any accuracy, so the first epoch always writes a best.
-        self.state = {"epoch": 0, "batch": 0, "global_step": 0, "best_valid_acc": -1.0,
-                      "epochs_since_best": 0, "running": [0.0, 0, 0], "history": []}
+        self.state = TrainState()
         if cfg.resume:
             self._resume(train_loader, valid_loader)
         elif os.path.exists(self.ckpt_path["latest"]):
@@ -117,44 +150,34 @@ class Trainer:
         self.writer = self._open_writer()
         self.iter_log = self._open_iteration_log()
         print(f"[*] {self.name}: {train_loader.num_images} train, {valid_loader.num_images} "
-              f"valid images on {self.device}; epochs {self.state['epoch'] + 1}..{cfg.epochs}")
-        self.stop_signal = None
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for epoch in range(self.state["epoch"], cfg.epochs):
-                if self.state["epochs_since_best"] >= cfg.train_patience:
-                    print(f"[!] no better validation accuracy for {cfg.train_patience} epochs: "
-                          f"stopped early.")
-                    break
-                train_loss, train_acc = self.train_one_epoch(epoch, train_loader)
-                if train_loss is None:  # interrupted mid-epoch
-                    self._save(train_loader, valid_loader, is_best=False)
-                    self._raise_interrupted()
-                # With --valid_size=0 the training metrics stand in for the validation ones.
-                valid_loss, valid_acc = (self.evaluate_loss(valid_loader) if valid_loader.num_images
-                                         else (train_loss, train_acc))
-                lr = self.optimizer.param_groups[0]["lr"]
-                if cfg.lr_schedule == "exp":
-                    self.scheduler.step()
-                else:
-                    self.scheduler.step(valid_loss)
-                is_best = valid_acc > self.state["best_valid_acc"]
-                self.state["epochs_since_best"] = 0 if is_best else self.state["epochs_since_best"] + 1
-                self.state["best_valid_acc"] = max(valid_acc, self.state["best_valid_acc"])
-                self.state.update(epoch=epoch + 1, batch=0, running=[0.0, 0, 0])
-                self._log_epoch(epoch, train_loss, train_acc, valid_loss, valid_acc, lr)
-                print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.3f} acc "
-                      f"{100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
-                      f"{100 * valid_acc:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
-                self._save(train_loader, valid_loader, is_best)
-                if self.stop_signal is not None:
-                    self._raise_interrupted()
-        finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
-            self.iter_log.close()
-            if self.writer is not None:
-                self.writer.close()
+              f"valid images on {self.device}; epochs {self.state.epoch + 1}..{cfg.epochs}")
+
+    def _epoch(self, epoch, train_loader, valid_loader):
+        """Train one epoch, validate, step the schedule, log and save."""
+        cfg, state = self.cfg, self.state
+        train_loss, train_acc = self.train_one_epoch(epoch, train_loader)
+        if train_loss is None:  # interrupted mid-epoch
+            self._save(train_loader, valid_loader, is_best=False)
+            self._raise_interrupted()
+        # With --valid_size=0 the training metrics stand in for the validation ones.
+        valid_loss, valid_acc = (self.evaluate_loss(valid_loader) if valid_loader.num_images
+                                 else (train_loss, train_acc))
+        lr = self.optimizer.param_groups[0]["lr"]
+        if cfg.lr_schedule == "exp":
+            self.scheduler.step()
+        else:
+            self.scheduler.step(valid_loss)
+        is_best = valid_acc > state.best_valid_acc
+        state.epochs_since_best = 0 if is_best else state.epochs_since_best + 1
+        state.best_valid_acc = max(valid_acc, state.best_valid_acc)
+        state.epoch, state.batch, state.running = epoch + 1, 0, [0.0, 0, 0]
+        self._log_epoch(epoch, train_loss, train_acc, valid_loss, valid_acc, lr)
+        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.3f} acc "
+              f"{100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
+              f"{100 * valid_acc:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
+        self._save(train_loader, valid_loader, is_best)
+        if self.stop_signal is not None:
+            self._raise_interrupted()
 
     def _on_signal(self, signum, frame):
         """First SIGINT/SIGTERM: finish the current step, then save and stop. A second one
@@ -168,7 +191,7 @@ class Trainer:
     def _raise_interrupted(self):
         raise Interrupted(
             f"interrupted by {signal.Signals(self.stop_signal).name} at epoch "
-            f"{self.state['epoch'] + 1}, step {self.state['batch']}; checkpoint saved to "
+            f"{self.state.epoch + 1}, step {self.state.batch}; checkpoint saved to "
             f"{self.ckpt_path['latest']}; to continue, run the same command with "
             f"--resume=True.", self.stop_signal)
 
@@ -179,14 +202,15 @@ class Trainer:
         The running loss and accuracy (means over the epoch so far) are logged every
         iteration: the paper's convergence figure plots them over the first epoch."""
         self.model.train()
-        loss_sum, correct, seen = self.state["running"]
-        bar = tqdm(total=len(loader), initial=self.state["batch"], desc=f"epoch {epoch + 1}",
+        state = self.state
+        loss_sum, correct, seen = state.running
+        bar = tqdm(total=len(loader), initial=state.batch, desc=f"epoch {epoch + 1}",
                    leave=False, dynamic_ncols=True)
         for x, y in loader:
             # A last, smaller batch runs eagerly rather than compiling a second graph.
             full = len(y) == self.cfg.batch_size
             locations, terms, reward = (self.forward_loss if full else self._forward_loss)(x, y)
-            if self.state["batch"] == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
+            if state.batch == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
                 n = 9  # the first images of the epoch's first batch
                 save_glimpse_trace(os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
                                    x[:n], locations[:, :n], self.cfg, self.name)
@@ -196,28 +220,32 @@ class Trainer:
             # detach: plain numbers for the logs, outside the graph (one copy off the device).
             values = torch.stack([loss.detach(), reward.sum()] +
                                  [t.detach() for t in terms.values()]).tolist()
-            if not all(np.isfinite(values)):
-                raise TrainingDiverged(
-                    f"the loss became {values[0]} at epoch {epoch + 1}, step "
-                    f"{self.state['batch'] + 1} ({', '.join(f'{k} {v:.4g}' for k, v in zip(terms, values[2:]))}); "
-                    f"stopped before the update, the last good checkpoint is kept.")
+            self._check_finite(values, terms, epoch)
             self.optimizer.step()
             B = len(y)
             loss_sum, correct, seen = loss_sum + values[0] * B, correct + values[1], seen + B
-            self.state["batch"] += 1
-            self.state["global_step"] += 1
-            self.state["running"] = [loss_sum, correct, seen]
+            state.batch += 1
+            state.global_step += 1
+            state.running = [loss_sum, correct, seen]
             self._log_iteration(epoch, loss_sum / seen, correct / seen,
                                 dict(zip(terms, values[2:])))
             bar.update()
-            if self.state["batch"] % 20 == 0:
+            if state.batch % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
                                 refresh=False)
-            if self.stop_signal is not None and self.state["batch"] < len(loader):
+            if self.stop_signal is not None and state.batch < len(loader):
                 bar.close()
                 return None, None
         bar.close()
         return loss_sum / seen, correct / seen
+
+    def _check_finite(self, values, terms, epoch):
+        """Stop before an update with a NaN or infinite loss; values: loss, reward sum, terms."""
+        if not all(np.isfinite(values)):
+            named = ", ".join(f"{k} {v:.4g}" for k, v in zip(terms, values[2:]))
+            raise TrainingDiverged(
+                f"the loss became {values[0]} at epoch {epoch + 1}, step {self.state.batch + 1} "
+                f"({named}); stopped before the update, the last good checkpoint is kept.")
 
     @torch.no_grad()
     def evaluate_loss(self, loader):
@@ -231,90 +259,14 @@ class Trainer:
             seen += len(y)
         return loss_sum / seen, correct / seen
 
-    # ---------------------------------------------------------------- testing
-    def test(self, test_loader):
-        """Evaluate a checkpoint on the test set, once for every M in --M, and write the
-        numbers of each to results_dir/<run>/<checkpoint>_N<N>_M<M>[_curve<N_max>]
-        [_dynamic-<rules>][_first<K>][_author].json.
-
-        The checkpoint: --checkpoint, else the run's best (or, with --best=False, latest).
-        Always: accuracy after N = test_glimpses glimpses with M Monte Carlo copies. With
-        --curve: accuracy after every N = 1..max_glimpses. With --dynamic: (mean glimpses,
-        accuracy) for every exploration rate and stopping rule, glimpses capped at
-        max_glimpses. --protocol decides the seeding and how copies stop (evaluate.py).
-        Returns the accuracy after N glimpses with the first M."""
-        cfg = self.cfg
-        kind = "best" if cfg.best else "latest"
-        path = cfg.checkpoint or self.ckpt_path[kind]
-        if cfg.checkpoint:
-            kind = next((k for k in ("best", "latest") if path.endswith(f"_{k}.pt")),
-                        "checkpoint")
-        ckpt = load_checkpoint(path, cfg)
-        self.model.load_state_dict(ckpt["model"])
-        tag = f"{kind}-epoch{ckpt['epoch']}"
-        N = cfg.test_glimpses
-        n_run = max(N, cfg.max_glimpses) if (cfg.curve or cfg.dynamic) else N
-        accuracies = []
-        for M in cfg.M:
-            log_probs, errors, labels = run_glimpses(self.model, test_loader, n_run, M,
-                                                     cfg.random_seed, cfg.protocol)
-            curve = accuracy_curve(log_probs, labels)
-            if cfg.protocol == "ours":  # an image's copies stop as one
-                log_probs, errors = monte_carlo(log_probs, errors)
-            accuracies.append(curve[N - 1])
-            results = {"run": self.name, "checkpoint": path, "checkpoint_kind": kind,
-                       "epoch": ckpt["epoch"], "dataset": cfg.dataset, "seed": cfg.random_seed,
-                       "protocol": cfg.protocol, "eval_batch_size": test_loader.batch_size,
-                       "num_test_images": len(labels), "config": vars(cfg),
-                       "fixed": {"N": N, "M": M, "accuracy": curve[N - 1]}}
-            print(f"[*] {self.name} ({kind}, epoch {ckpt['epoch']}, {cfg.protocol} protocol): "
-                  f"test accuracy {100 * curve[N - 1]:.2f}% with N={N} glimpses, M={M} "
-                  f"({len(labels)} images)")
-            name = f"{tag}_N{N}_M{M}"
-            if cfg.curve:
-                results["curve"] = {"N": list(range(1, cfg.max_glimpses + 1)),
-                                    "accuracy": curve[:cfg.max_glimpses]}
-                name += f"_curve{cfg.max_glimpses}"
-                print("    accuracy after N glimpses: " + " ".join(
-                    f"{n}:{100 * a:.1f}" for n, a in zip(results["curve"]["N"],
-                                                         results["curve"]["accuracy"])))
-            if cfg.dynamic:
-                results["dynamic"] = {"max_glimpses": cfg.max_glimpses,
-                                      "batch_size": cfg.batch_size}
-                for rule in cfg.stopping_rule:
-                    points = dynamic_sweep(log_probs[:cfg.max_glimpses],
-                                           errors[:cfg.max_glimpses], labels,
-                                           cfg.exploration_rate, rule, cfg.batch_size)
-                    results["dynamic"][rule] = points
-                    for pt in points:
-                        print(f"    dynamic ({rule} rule) eps {pt['exploration_rate']:g}: "
-                              f"{pt['mean_glimpses']:.2f} glimpses, {100 * pt['accuracy']:.2f}%")
-                name += f"_dynamic-{'-'.join(cfg.stopping_rule)}"
-            name += (f"_first{len(labels)}" if cfg.num_test else "") + (
-                "_author" if cfg.protocol == "author" else "")
-            out = os.path.join(cfg.results_dir, self.name, name + ".json")
-            write_json(results, out)
-            print(f"[*] results written to {out}")
-        self._save_test_glimpses(test_loader, os.path.join(cfg.results_dir, self.name,
-                                                           f"glimpses_{tag}.pt"))
-        return accuracies[0]
-
-    @torch.no_grad()
-    def _save_test_glimpses(self, loader, path, n=9):
-        """Where the model looks on the first n test images: for utils.plot_glimpses."""
-        x, _ = next(iter(loader))
-        torch.manual_seed(self.cfg.random_seed)
-        out = self.model(x[:n], self.cfg.test_glimpses)
-        save_glimpse_trace(path, x[:n], out.locations, self.cfg, self.name)
-
     # ---------------------------------------------------------------- checkpoints
     def _save(self, train_loader, valid_loader, is_best):
         ckpt = {
             "config": vars(self.cfg), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "data": {"train": train_loader.state_dict(self.state["batch"]),
+            "data": {"train": train_loader.state_dict(self.state.batch),
                      "valid": valid_loader.state_dict()},
-            "rng": _rng_state(), **self.state,
+            "rng": rng_state(), **asdict(self.state),
         }
         save_checkpoint(ckpt, self.ckpt_path["latest"])
         if is_best:
@@ -327,10 +279,10 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         train_loader.load_state_dict(ckpt["data"]["train"])
         valid_loader.load_state_dict(ckpt["data"]["valid"])
-        _set_rng_state(ckpt["rng"])
-        self.state = {k: ckpt[k] for k in self.state}
+        set_rng_state(ckpt["rng"])
+        self.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
         print(f"[*] resuming {self.name} from {self.ckpt_path['latest']} at epoch "
-              f"{self.state['epoch'] + 1}, step {self.state['batch'] + 1}")
+              f"{self.state.epoch + 1}, step {self.state.batch + 1}")
 
     # ---------------------------------------------------------------- logging
     def _open_writer(self):
@@ -338,7 +290,7 @@ class Trainer:
             return None
         from torch.utils.tensorboard import SummaryWriter
         # purge_step drops events logged after the checkpoint by a run that was interrupted.
-        return SummaryWriter(self.log_dir, purge_step=self.state["global_step"] or None)
+        return SummaryWriter(self.log_dir, purge_step=self.state.global_step or None)
 
     def _open_iteration_log(self):
         """CSV of the running train loss and accuracy at every iteration; on resume it is cut
@@ -347,7 +299,7 @@ class Trainer:
         rows = []
         if self.cfg.resume and os.path.exists(path):
             with open(path, newline="") as f:
-                rows = list(csv.reader(f))[1:1 + self.state["global_step"]]
+                rows = list(csv.reader(f))[1:1 + self.state.global_step]
         f = open(path, "w", newline="")
         self._iter_csv = csv.writer(f)
         self._iter_csv.writerows([["epoch", "iteration", "global_step", "running_loss",
@@ -355,8 +307,8 @@ class Trainer:
         return f
 
     def _log_iteration(self, epoch, running_loss, running_acc, terms):
-        step = self.state["global_step"]
-        self._iter_csv.writerow([epoch + 1, self.state["batch"], step, f"{running_loss:.6f}",
+        step = self.state.global_step
+        self._iter_csv.writerow([epoch + 1, self.state.batch, step, f"{running_loss:.6f}",
                                  f"{running_acc:.6f}"])
         if self.writer is not None:
             self.writer.add_scalar("train/running_loss", running_loss, step)
@@ -369,32 +321,12 @@ class Trainer:
         epoch that the latest checkpoint does not."""
         row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
                    valid_loss=valid_loss, valid_acc=valid_acc, lr=lr)
-        self.state["history"].append(row)
+        self.state.history.append(row)
         with open(os.path.join(self.log_dir, "epochs.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
-            w.writerows(self.state["history"])
+            w.writerows(self.state.history)
         if self.writer is not None:
             for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
                 self.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)
 
-
-def _rng_state():
-    """Every global random state, so that resume is exact (the data order and translations
-    have generators of their own, saved with the loader). Plain types and tensors only, so
-    that the checkpoint loads with weights_only=True."""
-    np_state = np.random.get_state(legacy=False)
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                      np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]],
-            "python": random.getstate()}
-
-
-def _set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])

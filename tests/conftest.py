@@ -1,6 +1,7 @@
 """Shared set-up: the repository root on sys.path (so `python -m pytest tests` works from the
 repository root), one torch thread, a `device` parametrisation (CPU always, CUDA where there
-is one)."""
+is one); and the helpers several test files use: the repository's paths, the real command
+line, settings from flags, and small models built from named settings."""
 import os
 import sys
 
@@ -22,6 +23,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import subprocess  # noqa: E402
+
+import config  # noqa: E402
+from model import RecurrentAttention  # noqa: E402
+
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA,
                                                                 reason="CUDA not available"))]
@@ -31,3 +37,47 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA,
 def device(request):
     """Run the test on CPU, and again on CUDA where there is one."""
     return torch.device(request.param)
+
+
+# ------------------------------------------------------------------------------- paths
+DATA = os.path.join(ROOT, "data")  # the shipped MNIST files, in data/MNIST/raw/
+
+# A short real run: 640 images (576 to train, 64 to validate), no tensorboard.
+SMALL_RUN = ["--subset=640", "--use_tensorboard=False", f"--data_dir={DATA}"]
+
+
+def run_dirs(tmp):
+    """--ckpt_dir, --logs_dir and --results_dir under tmp, so that nothing a test runs
+    writes into the repository."""
+    return [f"--ckpt_dir={tmp}/ckpt", f"--logs_dir={tmp}/logs", f"--results_dir={tmp}/results"]
+
+
+# ------------------------------------------------------------------------------- command line
+def cli(*args, timeout=300):
+    """The real command line, `python main.py ARGS` in the repository root:
+    (exit code, stdout, stderr)."""
+    r = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def settings(*flags):
+    """The settings main.py would run with on these flags (config.get_config)."""
+    return config.get_config(list(flags))
+
+
+# ------------------------------------------------------------------------------- models
+# RecurrentAttention's keyword arguments. MNIST_ARCH and TRANSLATED_ARCH are the paper's
+# models (docs/method.md, "The model" and "Training schedule and defaults"); SMALL_ARCH is
+# MNIST's retina with small layers, for tests that need a model but not its size.
+MNIST_ARCH = dict(patch_size=8, num_patches=1, glimpse_scale=2, num_channels=1,
+                  glimpse_hidden=128, loc_hidden=128, hidden_size=256, std=0.1)
+TRANSLATED_ARCH = dict(MNIST_ARCH, patch_size=12, num_patches=3, std=0.03)
+SMALL_ARCH = dict(MNIST_ARCH, glimpse_hidden=32, loc_hidden=32, hidden_size=64)
+
+
+def tiny_model(seed=0, **overrides):
+    """RecurrentAttention(**SMALL_ARCH) with `overrides`, its weights drawn after
+    torch.manual_seed(seed)."""
+    torch.manual_seed(seed)
+    return RecurrentAttention(**{**SMALL_ARCH, **overrides})

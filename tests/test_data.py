@@ -5,11 +5,10 @@ import shutil
 import pytest
 import torch
 
-import config
 import data_loader
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIR = os.path.join(ROOT, "data")
-RAW_DIR = os.path.join(DATA_DIR, "MNIST", "raw")
+from conftest import DATA, settings
+
+RAW_DIR = os.path.join(DATA, "MNIST", "raw")
 
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
          "t10k-labels-idx1-ubyte"]
@@ -18,7 +17,7 @@ BACKGROUND = (0 - data_loader.MNIST_MEAN) / data_loader.MNIST_STD
 
 @pytest.fixture(scope="module")
 def mnist_test():
-    return data_loader.load_mnist(DATA_DIR, train=False)
+    return data_loader.load_mnist(DATA, train=False)
 
 
 def find_digit(canvas, digit):
@@ -96,7 +95,7 @@ def _all(loader):
 
 
 def test_translated_test_set_is_fixed(mnist_test):
-    cfg = config.get_config(["--dataset=translated", f"--data_dir={DATA_DIR}"])
+    cfg = settings("--dataset=translated", f"--data_dir={DATA}")
     x1, y1 = _all(data_loader.get_test_loader(cfg, "cpu", 1000))
     x2, y2 = _all(data_loader.get_test_loader(cfg, "cpu", 768))  # batch size must not matter
     assert x1.shape == (10000, 1, 60, 60)
@@ -140,8 +139,7 @@ def _indices(loader):
 
 
 def _split(seed, extra=()):
-    cfg = config.get_config([f"--random_seed={seed}", "--batch_size=2000",
-                             f"--data_dir={DATA_DIR}", *extra])
+    cfg = settings(f"--random_seed={seed}", "--batch_size=2000", f"--data_dir={DATA}", *extra)
     train, valid = data_loader.get_train_valid_loaders(cfg, "cpu")
     return _indices(train), _indices(valid), train
 

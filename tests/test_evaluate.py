@@ -5,7 +5,7 @@ import torch
 
 from evaluate import (accuracy_curve, dynamic_glimpses, monte_carlo, run_glimpses,
                       stop_condition, stop_profile)
-from model import RecurrentAttention
+from conftest import SMALL_ARCH, tiny_model
 
 
 def probs(*rows):
@@ -138,11 +138,6 @@ def test_copies_stop_on_their_own_under_the_author_protocol():
     assert steps.tolist() == [1, 2] and answer.tolist() == [0]
 
 
-def _model(seed=0, std=0.1):
-    torch.manual_seed(seed)
-    return RecurrentAttention(8, 1, 2, 1, 32, 32, 64, std).eval()
-
-
 class _ListLoader(list):
     pass
 
@@ -151,7 +146,7 @@ def test_curve_at_n_equals_a_separate_fixed_n_evaluation():
     torch.manual_seed(1)
     batches = _ListLoader((torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,)))
                           for _ in range(3))
-    model = _model()
+    model = tiny_model().eval()
     lp50, _, labels = run_glimpses(model, batches, 12, M=2, seed=5)
     curve = accuracy_curve(lp50, labels)
     for n in (1, 4, 12):
@@ -161,10 +156,11 @@ def test_curve_at_n_equals_a_separate_fixed_n_evaluation():
 
 
 def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypatch):
-    model = _model(std=1e-12)  # a deterministic policy: l_t = mu_t
+    model = tiny_model(std=1e-12).eval()  # a deterministic policy: l_t = mu_t
     l_0 = torch.tensor([[0.2, -0.3]])
+    hidden = SMALL_ARCH["hidden_size"]
     monkeypatch.setattr(model, "initial_state",
-                        lambda x: (x.new_zeros(len(x), 64), l_0.expand(len(x), 2).clone()))
+                        lambda x: (x.new_zeros(len(x), hidden), l_0.expand(len(x), 2).clone()))
     torch.manual_seed(2)
     batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
     for protocol in ("ours", "author"):
@@ -173,7 +169,7 @@ def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypa
         torch.testing.assert_close(lp5, lp1, rtol=0, atol=1e-6)
         torch.testing.assert_close(e5, e1, rtol=0, atol=1e-6)
     # ... whereas a stochastic policy makes the copies differ.
-    stochastic = _model(std=0.5)
+    stochastic = tiny_model(std=0.5).eval()
     lp1, _ = monte_carlo(*run_glimpses(stochastic, batches, 6, M=1)[:2])
     lp5, _ = monte_carlo(*run_glimpses(stochastic, batches, 6, M=5)[:2])
     assert not torch.allclose(lp5, lp1, atol=1e-4)
@@ -184,7 +180,7 @@ def test_author_protocol_reuses_the_same_draws_in_every_batch():
     of the same images get the same locations, so the same outputs. Our protocol draws anew."""
     torch.manual_seed(3)
     x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
-    model = _model(std=0.5)
+    model = tiny_model(std=0.5).eval()
     lp, err, _ = run_glimpses(model, [(x, y), (x, y)], 5, M=3, seed=7, protocol="author")
     assert lp.shape == (5, 12, 3, 10)
     assert torch.equal(lp[:, :6], lp[:, 6:]) and torch.equal(err[:, :6], err[:, 6:])
@@ -198,7 +194,7 @@ def test_copy_m_of_image_b_is_the_row_the_protocol_puts_it_in(protocol, layout):
     repeat_interleave, row b * M + m. Each seeded as its protocol seeds batch 0."""
     torch.manual_seed(4)
     x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 10, (4,))
-    model = _model(std=0.5)
+    model = tiny_model(std=0.5).eval()
     lp, _, _ = run_glimpses(model, [(x, y)], 3, M=2, seed=9, protocol=protocol)
     torch.manual_seed(9 if protocol == "author" else 9 * 1_000_003)
     rows = x.repeat(2, 1, 1, 1) if layout == "repeat" else x.repeat_interleave(2, dim=0)

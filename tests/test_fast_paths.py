@@ -1,6 +1,6 @@
 """The fast paths compute what the plain ones do: two layers summed in one buffer, heads applied
 after the loop, fused Adam, the compiled training step. Each is compared with a plain reference
-written here from SPEC, on values and on gradients."""
+written here from docs/method.md ("The model", "Objective"), on values and on gradients."""
 import math
 from types import SimpleNamespace
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import MNIST_ARCH, TRANSLATED_ARCH, settings, tiny_model
 from model import RecurrentAttention
 from modules import CoreNetwork, GlimpseNetwork
 from trainer import loss_terms, make_optimizer
@@ -50,7 +51,7 @@ def test_merged_core_layers_equal_two_separate_layers(device):
 def test_merged_layers_keep_the_paper_parameterisation():
     """fc3/fc4 and i2h/h2h stay separate parameters, initialised as nn.Linear would."""
     torch.manual_seed(3)
-    model = RecurrentAttention(8, 1, 2, 1, 128, 128, 256, 0.1)
+    model = RecurrentAttention(**MNIST_ARCH)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes["glimpse.fc3.weight"] == shapes["glimpse.fc4.weight"] == (256, 128)
     assert shapes["core.i2h.weight"] == shapes["core.h2h.weight"] == (256, 256)
@@ -62,8 +63,9 @@ def test_merged_layers_keep_the_paper_parameterisation():
 
 
 def plain_unroll(model, x, T, std):
-    """SPEC's step with every network applied inside the loop, separate layers throughout,
-    log pi computed per step: the reference for the model's fast unroll."""
+    """The step of docs/method.md ("The model") with every network applied inside the loop,
+    separate layers throughout, log pi computed per step: the reference for the model's fast
+    unroll."""
     B = x.shape[0]
     h = torch.zeros(B, model.hidden_size, device=x.device)
     l = torch.empty(B, 2, device=x.device).uniform_(-1, 1)
@@ -87,10 +89,13 @@ def plain_unroll(model, x, T, std):
                            e_t_fit=torch.stack(e_fits))
 
 
-@pytest.mark.parametrize("g,k,size,std", [(8, 1, 28, 0.1), (12, 3, 60, 0.03)])
-def test_fast_unroll_gives_the_plain_losses_and_gradients(g, k, size, std, device):
+@pytest.mark.parametrize("arch,size", [(MNIST_ARCH, 28), (TRANSLATED_ARCH, 60)],
+                         ids=["mnist", "translated"])
+def test_fast_unroll_gives_the_plain_losses_and_gradients(arch, size, device):
+    """The paper's two models: every loss term and every parameter's gradient."""
     torch.manual_seed(4)
-    model = RecurrentAttention(g, k, 2, 1, 128, 128, 256, std).to(device)
+    model = RecurrentAttention(**arch).to(device)
+    std = arch["std"]
     x = torch.randn(32, 1, size, size, device=device)
     y = torch.randint(0, 10, (32,), device=device)
     params = list(model.parameters())
@@ -108,8 +113,8 @@ def test_fast_unroll_gives_the_plain_losses_and_gradients(g, k, size, std, devic
 
 
 def test_fused_adam_follows_plain_adam():
-    torch.manual_seed(6)
-    models = [RecurrentAttention(8, 1, 2, 1, 64, 64, 128, 0.1) for _ in range(2)]
+    models = [tiny_model(6, glimpse_hidden=64, loc_hidden=64, hidden_size=128)
+              for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
     opts = [make_optimizer(models[0], 1e-3), torch.optim.Adam(models[1].parameters(), lr=1e-3)]
     assert opts[0].defaults["fused"] and not opts[1].defaults["fused"]
@@ -129,11 +134,10 @@ def test_compiled_training_step_equals_eager(tmp_path):
     """--compile=True: the compiled forward and loss give the eager locations, loss terms and
     gradients (the same random draws: inductor falls back to eager's generator). One glimpse
     and small layers keep the compilation short; every network and loss term is in the graph."""
-    from config import get_config
     from trainer import Trainer
-    cfg = get_config(["--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
-                      "--num_glimpses=1", "--uncertainty=True", "--intrinsic=True",
-                      "--compile=True", f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}"])
+    cfg = settings("--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
+                   "--num_glimpses=1", "--uncertainty=True", "--intrinsic=True",
+                   "--compile=True", f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}")
     torch.manual_seed(0)
     trainer = Trainer(cfg, "cpu")
     assert trainer.forward_loss is not trainer._forward_loss

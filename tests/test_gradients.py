@@ -1,11 +1,11 @@
-"""Which parameters each term of the objective reaches, term by term with autograd (SPEC:
-"the heart of the method")."""
+"""Which parameters each term of the objective reaches, term by term with autograd: the
+"trains" column of docs/method.md, "Objective" (the stop-gradients are the method)."""
 import pytest
 import torch
 
-import config
 import trainer
-from model import RecurrentAttention
+from config import VARIANTS, variant_flags
+from conftest import settings, tiny_model
 
 GROUPS = ("glimpse", "core", "location", "action", "baseline", "error")
 
@@ -20,16 +20,14 @@ EXPECTED = {
 }
 
 
-def make_cfg(uncertainty=True, intrinsic=True):
-    # lambdas of 1 so that the weighted terms' gradients are far from rounding
-    return config.get_config([f"--uncertainty={uncertainty}", f"--intrinsic={intrinsic}",
-                              "--lambda_uncertainty=1", "--lambda_intrinsic=1"])
+# lambdas of 1 so that the weighted terms' gradients are far from rounding
+LAMBDAS_OF_ONE = ("--lambda_uncertainty=1", "--lambda_intrinsic=1")
+BOTH = settings(*variant_flags("both"), *LAMBDAS_OF_ONE)
 
 
-def small_model(device, seed=0):
-    torch.manual_seed(seed)
-    model = RecurrentAttention(patch_size=8, num_patches=1, glimpse_scale=2, num_channels=1,
-                               glimpse_hidden=16, loc_hidden=16, hidden_size=32, std=0.1)
+def live_model(device, seed=0):
+    """A small model in which every route of the gradient carries a signal."""
+    model = tiny_model(seed, glimpse_hidden=16, loc_hidden=16, hidden_size=32)
     with torch.no_grad():
         # Positive biases keep the relu units alive, so that no route is silent by chance
         # (on any device's random numbers): b_t > 0 and e_t > 0 everywhere, h_t mostly active.
@@ -68,9 +66,9 @@ def nonzero(gs):
 
 @pytest.fixture
 def terms_and_model(device):
-    model = small_model(device)
+    model = live_model(device)
     out, y = forward_with_mixed_rewards(model, device)
-    terms, reward = trainer.loss_terms(out, y, make_cfg())
+    terms, reward = trainer.loss_terms(out, y, BOTH)
     # the batch gives every signal: mixed rewards, live baselines and error estimates
     assert 0 < reward.sum() < len(reward)
     assert (out.baselines > 0).all() and (out.e_t > 0).all()
@@ -106,35 +104,38 @@ def test_every_parameter_of_the_classifier_path_is_trained(terms_and_model):
 def test_uncertainty_reaches_the_action_network_through_p_t(device):
     """L_unc reaches the action network through p_t (the error network's input), even when
     h_t's route to e_t is cut: here the h_t columns of the error network are zero."""
-    model = small_model(device)
+    model = live_model(device)
     with torch.no_grad():
-        model.error.fc.weight[:, :32].zero_()  # hidden_size = 32 columns for h_t
+        model.error.fc.weight[:, :model.hidden_size].zero_()  # the columns for h_t
     out, y = forward_with_mixed_rewards(model, device)
-    terms, _ = trainer.loss_terms(out, y, make_cfg())
+    terms, _ = trainer.loss_terms(out, y, BOTH)
     grads = group_grads(model, terms["uncertainty"])
     assert nonzero(grads["action"])
     assert not nonzero(grads["error"])
 
 
-@pytest.mark.parametrize("uncertainty,intrinsic,keys", [
-    (False, False, {"action", "baseline", "reinforce"}),
-    (True, False, {"action", "baseline", "reinforce", "fit", "uncertainty"}),
-    (False, True, {"action", "baseline", "reinforce", "intrinsic"}),
-    (True, True, {"action", "baseline", "reinforce", "fit", "uncertainty", "intrinsic"}),
+@pytest.mark.parametrize("variant,keys", [
+    ("original", {"action", "baseline", "reinforce"}),
+    ("uncertainty", {"action", "baseline", "reinforce", "fit", "uncertainty"}),
+    ("intrinsic", {"action", "baseline", "reinforce", "intrinsic"}),
+    ("both", {"action", "baseline", "reinforce", "fit", "uncertainty", "intrinsic"}),
 ])
-def test_terms_present_only_with_their_flags(uncertainty, intrinsic, keys, device):
-    model = small_model(device)
+def test_terms_present_only_with_their_flags(variant, keys, device):
+    assert VARIANTS[variant] == ("fit" in keys, "intrinsic" in keys)
+    model = live_model(device)
     out, y = forward_with_mixed_rewards(model, device)
-    terms, reward = trainer.loss_terms(out, y, make_cfg(uncertainty, intrinsic))
+    terms, reward = trainer.loss_terms(out, y, settings(*variant_flags(variant),
+                                                        *LAMBDAS_OF_ONE))
     assert set(terms) == keys
     assert reward.shape == y.shape
 
 
 def test_original_variant_has_no_gradient_on_error_network(device):
     """Without the uncertainty flag nothing trains the error network."""
-    model = small_model(device)
+    model = live_model(device)
     out, y = forward_with_mixed_rewards(model, device)
-    terms, _ = trainer.loss_terms(out, y, make_cfg(False, True))
+    terms, _ = trainer.loss_terms(out, y, settings(*variant_flags("intrinsic"),
+                                                   *LAMBDAS_OF_ONE))
     grads = group_grads(model, sum(terms.values()))
     assert not nonzero(grads["error"])
     assert all(nonzero(grads[g]) for g in GROUPS if g != "error")

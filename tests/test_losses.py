@@ -4,11 +4,14 @@ import math
 import pytest
 import torch
 
-import config
 import trainer
+from config import variant_flags
+from conftest import settings
 from model import Glimpses
 
 LAMBDA_UNC, LAMBDA_INTR = 0.3, 0.7
+LAMBDAS = (f"--lambda_uncertainty={LAMBDA_UNC}", f"--lambda_intrinsic={LAMBDA_INTR}")
+BOTH = settings(*variant_flags("both"), *LAMBDAS)  # every term on
 
 # N = 2 steps, B = 3 samples, K = 4 classes.
 LOGITS = [[[2.0, 1.0, 0.0, -1.0], [0.5, 0.2, 3.0, 0.1], [1.0, 1.0, 0.0, 2.5]],   # t = 1
@@ -36,12 +39,6 @@ def make_glimpses(requires_grad=False):
                     baselines=t(BASELINES), e_t=t(E), e_t_fit=t(E))
 
 
-def cfg(uncertainty=True, intrinsic=True):
-    return config.get_config([f"--uncertainty={uncertainty}", f"--intrinsic={intrinsic}",
-                              f"--lambda_uncertainty={LAMBDA_UNC}",
-                              f"--lambda_intrinsic={LAMBDA_INTR}"])
-
-
 def hand_terms():
     T = N - 1
     R = [1.0 if max(range(K), key=lambda k: LOGP[T][b][k]) == Y[b] else 0.0 for b in range(B)]
@@ -65,21 +62,22 @@ def test_hand_example_is_not_degenerate():
 
 
 def test_reward_from_last_step():
-    _, reward = trainer.loss_terms(make_glimpses(), torch.tensor(Y), cfg())
+    _, reward = trainer.loss_terms(make_glimpses(), torch.tensor(Y), BOTH)
     assert reward.tolist() == [1.0, 0.0, 1.0]
 
 
 @pytest.mark.parametrize("name", ["action", "baseline", "reinforce", "fit", "uncertainty",
                                   "intrinsic"])
 def test_term_value(name):
-    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor(Y), cfg())
+    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor(Y), BOTH)
     want, _ = hand_terms()
     assert terms[name].dim() == 0
     assert terms[name].item() == pytest.approx(want[name], rel=1e-5, abs=1e-6)
 
 
 def test_terms_without_flags():
-    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor(Y), cfg(False, False))
+    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor(Y),
+                                  settings(*variant_flags("original"), *LAMBDAS))
     want, _ = hand_terms()
     assert set(terms) == {"action", "baseline", "reinforce"}
     for name in terms:
@@ -93,8 +91,8 @@ def test_duplicated_batch_doubles_only_summed_terms():
     dup = Glimpses(**{f: torch.cat([getattr(g, f)] * 2, dim=1) for f in
                       ("log_probs", "locations", "log_pi", "baselines", "e_t", "e_t_fit")})
     y = torch.tensor(Y)
-    one, _ = trainer.loss_terms(g, y, cfg())
-    two, reward = trainer.loss_terms(dup, torch.cat([y, y]), cfg())
+    one, _ = trainer.loss_terms(g, y, BOTH)
+    two, reward = trainer.loss_terms(dup, torch.cat([y, y]), BOTH)
     assert reward.tolist() == [1.0, 0.0, 1.0] * 2
     for name in ("action", "baseline", "reinforce", "fit"):
         assert two[name].item() == pytest.approx(one[name].item(), rel=1e-5), name
@@ -104,10 +102,10 @@ def test_duplicated_batch_doubles_only_summed_terms():
 
 def test_lambdas_scale_their_terms():
     y = torch.tensor(Y)
-    a, _ = trainer.loss_terms(make_glimpses(), y, cfg())
-    b, _ = trainer.loss_terms(make_glimpses(), y, config.get_config(
-        ["--uncertainty=True", "--intrinsic=True", f"--lambda_uncertainty={2 * LAMBDA_UNC}",
-         f"--lambda_intrinsic={3 * LAMBDA_INTR}"]))
+    a, _ = trainer.loss_terms(make_glimpses(), y, BOTH)
+    b, _ = trainer.loss_terms(make_glimpses(), y, settings(
+        *variant_flags("both"), f"--lambda_uncertainty={2 * LAMBDA_UNC}",
+        f"--lambda_intrinsic={3 * LAMBDA_INTR}"))
     assert b["uncertainty"].item() == pytest.approx(2 * a["uncertainty"].item(), rel=1e-6)
     assert b["intrinsic"].item() == pytest.approx(3 * a["intrinsic"].item(), rel=1e-6)
     for name in ("action", "baseline", "reinforce", "fit"):
@@ -127,7 +125,7 @@ def test_stop_gradients_inside_loss_terms():
     """REINFORCE treats b_t as a constant; L_fit's target |onehot - p_t| is a constant;
     L_unc and L_fit use their own routes of e_t."""
     g = make_glimpses(requires_grad=True)
-    terms, _ = trainer.loss_terms(g, torch.tensor(Y), cfg())
+    terms, _ = trainer.loss_terms(g, torch.tensor(Y), BOTH)
     assert _none_or_zero(_grad(terms["reinforce"], g.baselines))
     assert not _none_or_zero(_grad(terms["reinforce"], g.log_pi))
     assert not _none_or_zero(_grad(terms["baseline"], g.baselines))

@@ -6,11 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import modules
+from conftest import MNIST_ARCH, TRANSLATED_ARCH, settings
 from model import Glimpses, RecurrentAttention
-
-MNIST_ARCH = dict(patch_size=8, num_patches=1, glimpse_scale=2, num_channels=1,
-                  glimpse_hidden=128, loc_hidden=128, hidden_size=256, std=0.1)
-TRANSLATED_ARCH = dict(MNIST_ARCH, patch_size=12, num_patches=3, std=0.03)
 
 
 def test_retina_shape(device):
@@ -170,9 +167,10 @@ def test_initial_locations_uniform(device):
 @pytest.mark.parametrize("arch,size", [(MNIST_ARCH, 28), (TRANSLATED_ARCH, 60)],
                          ids=["mnist", "translated"])
 def test_unroll_matches_step_by_step_reference(arch, size, device):
-    """The model equals a hand-written unroll of its own modules (SPEC's step): glimpse t
-    reads l_{t-1} (starting from the returned l_0), h_0 = 0, l_t = mu_t (the policy's noise is
-    made negligible), and the heads log p_t, b_t, e_t are applied to h_t of every step."""
+    """The model equals a hand-written unroll of its own modules (the step of docs/method.md,
+    "The model"): glimpse t reads l_{t-1} (starting from the returned l_0), h_0 = 0,
+    l_t = mu_t (the policy's noise is made negligible), and the heads log p_t, b_t, e_t are
+    applied to h_t of every step."""
     torch.manual_seed(0)
     model = RecurrentAttention(**dict(arch, std=1e-12)).to(device)
     B, N = 5, 7
@@ -191,3 +189,18 @@ def test_unroll_matches_step_by_step_reference(arch, size, device):
             torch.testing.assert_close(out.baselines[t], model.baseline(h), atol=1e-5, rtol=1e-5)
             e_t, _ = model.error(h, log_p.exp())
             torch.testing.assert_close(out.e_t[t], e_t, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch,flags", [(MNIST_ARCH, []),
+                                        (TRANSLATED_ARCH, ["--dataset=translated"])],
+                         ids=["mnist", "translated"])
+def test_named_architectures_are_the_default_models(arch, flags):
+    """The architectures the tests name are the models the command line builds by default
+    (RecurrentAttention.from_config): same parameters, same policy std."""
+    named = RecurrentAttention(**arch)
+    configured = RecurrentAttention.from_config(settings(*flags))
+    assert {k: v.shape for k, v in named.state_dict().items()} == \
+        {k: v.shape for k, v in configured.state_dict().items()}
+    assert named.location.std == configured.location.std
+    assert (named.retina.g, named.retina.k, named.retina.s) == \
+        (configured.retina.g, configured.retina.k, configured.retina.s)

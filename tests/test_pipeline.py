@@ -1,5 +1,6 @@
-"""The one-command pipeline: `bash test_script.sh --quick` end to end, run twice (the second
-run must redo nothing), and the results notebook executed on its outputs."""
+"""The one-command pipeline: `bash test_script.sh --quick` end to end (training, evaluation,
+then report.py's figures, tables and pretrained export), run twice (the second run must redo
+nothing), and the results notebook executed on its outputs."""
 import glob
 import json
 import os
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +19,10 @@ def quick_pipeline(tmp_path_factory):
     """A copy of the project in a temporary folder (the data linked, not copied) after
     `bash test_script.sh --quick`; returns (folder, output of the run)."""
     root = tmp_path_factory.mktemp("project")
-    for f in glob.glob(os.path.join(REPO, "*.py")) + [os.path.join(REPO, "test_script.sh")]:
+    for f in glob.glob(os.path.join(ROOT, "*.py")) + [os.path.join(ROOT, "test_script.sh")]:
         shutil.copy(f, root)
-    shutil.copytree(os.path.join(REPO, "notebooks"), root / "notebooks")
-    os.symlink(os.path.join(REPO, "data"), root / "data")
+    shutil.copytree(os.path.join(ROOT, "notebooks"), root / "notebooks")
+    os.symlink(os.path.join(ROOT, "data"), root / "data")
     env = dict(os.environ, PYTHON=sys.executable)
     run = subprocess.run(["bash", "test_script.sh", "--quick"], cwd=root, env=env,
                          capture_output=True, text=True, timeout=1200)
@@ -76,12 +77,6 @@ def test_a_second_run_redoes_only_what_is_missing(quick_pipeline):
     assert {p: os.path.getmtime(p) for p in before} == before
 
 
-def test_bad_argument_is_refused(tmp_path):
-    run = subprocess.run(["bash", os.path.join(REPO, "test_script.sh"), "--quik"],
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and "usage" in run.stderr
-
-
 def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
@@ -114,7 +109,7 @@ def test_tables_hold_the_numbers_of_the_results_files(quick_pipeline):
     from argparse import Namespace
 
     from config import variant_name
-    from utils import DATASET_TITLES, LABELS
+    from figures import DATASET_TITLES, LABELS
     root, _ = quick_pipeline
     results = root / "runs_quick/results"
     first = json.loads((results / "first_epoch.json").read_text())
@@ -141,76 +136,3 @@ def test_tables_hold_the_numbers_of_the_results_files(quick_pipeline):
         assert cells[4] == f"{100 * r['curve']['accuracy'][5]:.1f}"
         assert cells[5] == f"{100 * m10['curve']['accuracy'][5]:.1f}"
 
-
-def _result(variant, seed, protocol, M, n1, n50, sweep=None):
-    """A results file's contents with a two-point curve at N = 1 and N = 50 (the rest 98%)."""
-    from config import get_config, run_name
-    flags = {"original": [], "uncertainty": ["--uncertainty=True"],
-             "intrinsic": ["--intrinsic=True"],
-             "both": ["--uncertainty=True", "--intrinsic=True"]}[variant]
-    cfg = get_config(flags + [f"--random_seed={seed}", f"--protocol={protocol}"])
-    r = {"run": run_name(cfg), "epoch": 3, "dataset": "mnist", "seed": seed,
-         "protocol": protocol, "checkpoint_kind": "best", "num_test_images": 10000,
-         "config": vars(cfg), "fixed": {"N": 6, "M": M, "accuracy": 0.98},
-         "curve": {"N": list(range(1, 51)), "accuracy": [n1] + [0.98] * 48 + [n50]}}
-    if sweep:
-        r["dynamic"] = {"max_glimpses": 50, "batch_size": 32, **sweep}
-    return r
-
-
-def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
-    """The claims table: the author's number, then ours under the author's protocol (M = 10),
-    ours under our protocol with M = 1 and M = 10, as mean +- sd [min, max] over seeds."""
-    from utils import _claims, _paired, _by_seed
-    results = [_result("original", 1, "author", 10, 0.40, 0.10),
-               _result("original", 2, "author", 10, 0.20, 0.14),
-               _result("original", 1, "ours", 1, 0.25, 0.08),
-               _result("both", 1, "author", 10, 0.12, 0.985),
-               _result("both", 2, "author", 10, 0.14, 0.975)]
-    lines = _claims(results, "mnist")
-    row = next(line for line in lines if line.startswith("| RAM, N = 1 |"))
-    assert row == "| RAM, N = 1 | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 25.0 (1 seed) | - |"
-    row = next(line for line in lines if line.startswith("| RAM + both, N = 50 |"))
-    assert row == "| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - |"
-    assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
-    assert _paired(_by_seed(results, "author", 10), "author") == [
-        "RAM + both minus RAM at N = 50 (the author's protocol), seed by seed: seed 1: +88.5, "
-        "seed 2: +83.5 points.", ""]
-
-
-def test_claims_compare_dynamic_sweeps_at_the_authors_exploration_rates():
-    from utils import _claims
-    point = lambda eps, g, a: {"exploration_rate": eps, "mean_glimpses": g, "accuracy": a}
-    results = [_result("both", s, "author", 10, 0.1, 0.98,
-                       {"released": [point(0.3, g, a), point(0.33, 9.0, 0.5)]})
-               for s, g, a in ((1, 4.5, 0.97), (2, 5.5, 0.99))]
-    rows = [line for line in _claims(results, "mnist") if line.startswith("| RAM + both, dyn")]
-    assert rows == ["| RAM + both, dynamic, eps 0.3 | 4.81 glimpses, 97.92 | 5.00 +- 0.71 "
-                    "[4.50, 5.50] glimpses, 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | - | - |"]
-
-
-def test_figure_draws_each_protocol_in_its_own_panel(tmp_path, monkeypatch):
-    """Our protocol: every M's curves and the M = 1 sweeps of the spec rule (the M = 10 file
-    also stores sweeps, on M-averaged predictions). The author's: the M = 10 curves and
-    released-rule sweeps, with the author's points."""
-    import utils
-    drawn = {}
-    monkeypatch.setattr(utils, "plot_accuracy_vs_glimpses",
-                        lambda panels, title, path: drawn.update(panels=panels) or path)
-    point = lambda g: [{"exploration_rate": 0.15, "mean_glimpses": g, "accuracy": 0.9}]
-    for seed in (1, 2):
-        for protocol, M, glimpses in (("ours", 1, 2.0 * seed), ("ours", 10, 40.0),
-                                      ("author", 10, 3.0 * seed)):
-            r = _result("both", seed, protocol, M, 0.1, 0.98,
-                        {"spec": point(glimpses), "released": point(glimpses + 0.5)})
-            path = tmp_path / r["run"] / f"{protocol}_M{M}.json"
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(json.dumps(r))
-    utils.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "plots"))
-    ours, author = drawn["panels"]
-    assert ours["dynamic"] == {"both (spec rule)": [point(2.0), point(4.0)]}
-    assert set(ours["curves"]) == {"both", "both M=10"} and "paper_fixed" not in ours
-    assert author["dynamic"] == {"both (released rule)": [point(3.5), point(6.5)]}
-    assert set(author["curves"]) == {"both"}
-    assert author["paper_fixed"] == {"both": {1: 11.57, 6: 98.99, 30: 98.5, 50: 98.5}}
-    assert set(author["paper_dynamic"]) == {"both"}

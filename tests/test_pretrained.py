@@ -1,86 +1,83 @@
 """The shipped checkpoints in pretrained/ still give the test accuracy recorded when they were
-exported (utils.export_pretrained), through the model code as it is now and through
-`python main.py --is_train=False`."""
+exported (report.export_pretrained), loaded through model.load_pretrained as the model code is
+now, and through `python main.py --is_train=False`."""
 import glob
 import json
 import os
 import re
-import subprocess
-import sys
-from argparse import Namespace
 
 import pytest
-import torch
 
-from model import RecurrentAttention
-from utils import first_batch_accuracy, latest_results
+from conftest import DATA, ROOT, cli
+from evaluate import read_results
+from model import load_pretrained
+from report import first_batch_accuracy
+from utils import load_checkpoint
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = sorted(glob.glob(os.path.join(REPO, "pretrained", "*_best.pt")))
-
-
-def load(path):
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = Namespace(**dict(ckpt["config"], data_dir=os.path.join(REPO, "data")))
-    return ckpt, cfg
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*.pt")))  # best and latest
+SHIPPED_BEST = [p for p in SHIPPED if p.endswith("_best.pt")]
 
 
 def test_every_evaluated_run_ships_its_best_checkpoint():
-    evaluated = {r["run"]: r["epoch"] for r in latest_results(os.path.join(REPO, "results"))
+    """Each run whose best checkpoint has results in results/ ships that checkpoint, of the
+    epoch the results are of; and no other best checkpoint is shipped."""
+    evaluated = {r["run"]: r["epoch"] for r in read_results(os.path.join(ROOT, "results"))
                  if r["checkpoint"].endswith("_best.pt")}
-    shipped = {os.path.basename(p)[:-len("_best.pt")]: load(p)[0]["epoch"] for p in SHIPPED}
+    shipped = {os.path.basename(p)[:-len("_best.pt")]: load_pretrained(p).epoch
+               for p in SHIPPED_BEST}
     assert evaluated == shipped
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
 def test_shipped_checkpoint_gives_its_recorded_accuracy(path):
-    ckpt, cfg = load(path)
+    """A shipped file holds only what testing needs, and its model still scores the accuracy
+    recorded at export on the first 1,000 test images."""
+    ckpt = load_checkpoint(path)
     assert set(ckpt) == {"config", "model", "epoch", "best_valid_acc", "recorded"}
-    model = RecurrentAttention.from_config(cfg)
-    model.load_state_dict(ckpt["model"])
+    model, cfg, epoch = load_pretrained(path)
+    assert not model.training and epoch == ckpt["epoch"]
+    cfg.data_dir = DATA
     # 1,000 images: a float rounding that differs on another CPU may flip a close call or two.
     assert first_batch_accuracy(model, cfg) == pytest.approx(
         ckpt["recorded"]["first_1000_accuracy"], abs=0.003)
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no checkpoint shipped yet")
+@pytest.mark.skipif(not SHIPPED_BEST, reason="no checkpoint shipped yet")
 def test_main_tests_a_shipped_checkpoint(tmp_path):
     """`python main.py --is_train=False --ckpt_dir=pretrained` on the whole test set prints
     the recorded accuracy (the MNIST checkpoint with the most terms: a few seconds)."""
-    path = sorted(SHIPPED, key=lambda p: ("translated" in p, "both" not in p))[0]
-    ckpt, cfg = load(path)
+    path = sorted(SHIPPED_BEST, key=lambda p: ("translated" in p, "both" not in p))[0]
+    cfg = load_pretrained(path).settings
     flags = [f"--{k}={getattr(cfg, k)}" for k in ("dataset", "uncertainty", "intrinsic",
                                                   "random_seed", "subset")]
-    run = subprocess.run([sys.executable, "main.py", "--is_train=False",
-                          f"--ckpt_dir={os.path.dirname(path)}", f"--results_dir={tmp_path}",
-                          *flags], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    printed = float(re.search(r"test accuracy ([\d.]+)%", run.stdout).group(1))
-    assert printed == pytest.approx(100 * ckpt["recorded"]["test_accuracy"], abs=0.1)
+    code, out, err = cli("--is_train=False", f"--ckpt_dir={os.path.dirname(path)}",
+                         f"--results_dir={tmp_path}", *flags, timeout=600)
+    assert code == 0, err[-2000:]
+    printed = float(re.search(r"test accuracy ([\d.]+)%", out).group(1))
+    assert printed == pytest.approx(100 * load_checkpoint(path)["recorded"]["test_accuracy"],
+                                    abs=0.1)
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no checkpoint shipped yet")
+@pytest.mark.skipif(not SHIPPED_BEST, reason="no checkpoint shipped yet")
 def test_checkpoint_flag_scores_a_shipped_file_on_its_first_images(tmp_path):
     """--checkpoint needs no training flags: the file names the run. --num_test=1000 under our
     protocol gives the accuracy recorded on the first 1,000 images of a full evaluation;
     under the author's protocol the results file says so in its name and its contents."""
-    path = os.path.join(REPO, "pretrained", "mnist_ram_6_8x8_s2_k1_both_seed1_best.pt")
-    ckpt, _ = load(path)
+    path = os.path.join(ROOT, "pretrained", "mnist_ram_6_8x8_s2_k1_both_seed1_best.pt")
+    ckpt = load_checkpoint(path)
     run = "mnist_ram_6_8x8_s2_k1_both_seed1"
     common = ["--is_train=False", f"--checkpoint={path}", f"--results_dir={tmp_path}"]
-    done = subprocess.run([sys.executable, "main.py", *common, "--num_test=1000"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    code, _, err = cli(*common, "--num_test=1000", timeout=600)
+    assert code == 0, err[-2000:]
     with open(tmp_path / run / f"best-epoch{ckpt['epoch']}_N6_M1_first1000.json") as f:
         ours = json.load(f)
     assert ours["fixed"]["accuracy"] == pytest.approx(ckpt["recorded"]["first_1000_accuracy"],
                                                       abs=0.003)
     assert (ours["protocol"], ours["num_test_images"], ours["run"]) == ("ours", 1000, run)
-    done = subprocess.run([sys.executable, "main.py", *common, "--num_test=64",
-                           "--protocol=author", "--M", "2", "--curve=True", "--max_glimpses=8",
-                           "--dynamic=True", "--exploration_rate", "0", "0.3"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    code, _, err = cli(*common, "--num_test=64", "--protocol=author", "--M", "2",
+                       "--curve=True", "--max_glimpses=8", "--dynamic=True",
+                       "--exploration_rate", "0", "0.3", timeout=600)
+    assert code == 0, err[-2000:]
     name = f"best-epoch{ckpt['epoch']}_N6_M2_curve8_dynamic-released_first64_author.json"
     with open(tmp_path / run / name) as f:
         author = json.load(f)

@@ -1,5 +1,5 @@
-"""modules.Retina against a plain per-sample slicing reference (SPEC: "exactly equal to the
-straightforward per-sample slicing version")."""
+"""modules.Retina against a plain per-sample slicing reference: the batched gather must equal
+slicing each sample on its own exactly (docs/method.md, "The model", Retina)."""
 
 import pytest
 import torch

@@ -1,0 +1,78 @@
+"""The report (report.py) on hand-made results files: the claims table puts the author's
+numbers beside ours under each protocol, and the accuracy-against-N figure draws each
+protocol in its own panel."""
+import json
+
+import report
+from conftest import settings
+
+
+def _result(variant, seed, protocol, M, n1, n50, sweep=None):
+    """A results file's contents with a two-point curve at N = 1 and N = 50 (the rest 98%)."""
+    from config import run_name, variant_flags
+    cfg = settings(*variant_flags(variant), f"--random_seed={seed}", f"--protocol={protocol}")
+    r = {"run": run_name(cfg), "epoch": 3, "dataset": "mnist", "seed": seed,
+         "protocol": protocol, "checkpoint_kind": "best", "num_test_images": 10000,
+         "config": vars(cfg), "fixed": {"N": 6, "M": M, "accuracy": 0.98},
+         "curve": {"N": list(range(1, 51)), "accuracy": [n1] + [0.98] * 48 + [n50]}}
+    if sweep:
+        r["dynamic"] = {"max_glimpses": 50, "batch_size": 32, **sweep}
+    return r
+
+
+def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
+    """The claims table: the author's number, then ours under the author's protocol (M = 10),
+    ours under our protocol with M = 1 and M = 10, as mean +- sd [min, max] over seeds."""
+    results = [_result("original", 1, "author", 10, 0.40, 0.10),
+               _result("original", 2, "author", 10, 0.20, 0.14),
+               _result("original", 1, "ours", 1, 0.25, 0.08),
+               _result("both", 1, "author", 10, 0.12, 0.985),
+               _result("both", 2, "author", 10, 0.14, 0.975)]
+    lines = report._claims(results, "mnist")
+    row = next(line for line in lines if line.startswith("| RAM, N = 1 |"))
+    assert row == "| RAM, N = 1 | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 25.0 (1 seed) | - |"
+    row = next(line for line in lines if line.startswith("| RAM + both, N = 50 |"))
+    assert row == "| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - |"
+    assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
+    assert report._paired(report._by_seed(results, "author", 10), "author") == [
+        "RAM + both minus RAM at N = 50 (the author's protocol), seed by seed: seed 1: +88.5, "
+        "seed 2: +83.5 points.", ""]
+
+
+def test_claims_compare_dynamic_sweeps_at_the_authors_exploration_rates():
+    """A dynamic row only at an exploration rate the author reported (0.3, not 0.33), with
+    the author's (mean glimpses, accuracy) beside ours over seeds."""
+    point = lambda eps, g, a: {"exploration_rate": eps, "mean_glimpses": g, "accuracy": a}
+    results = [_result("both", s, "author", 10, 0.1, 0.98,
+                       {"released": [point(0.3, g, a), point(0.33, 9.0, 0.5)]})
+               for s, g, a in ((1, 4.5, 0.97), (2, 5.5, 0.99))]
+    rows = [line for line in report._claims(results, "mnist")
+            if line.startswith("| RAM + both, dyn")]
+    assert rows == ["| RAM + both, dynamic, eps 0.3 | 4.81 glimpses, 97.92 | 5.00 +- 0.71 "
+                    "[4.50, 5.50] glimpses, 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | - | - |"]
+
+
+def test_figure_draws_each_protocol_in_its_own_panel(tmp_path, monkeypatch):
+    """Our protocol: every M's curves and the M = 1 sweeps of the spec rule (the M = 10 file
+    also stores sweeps, on M-averaged predictions). The author's: the M = 10 curves and
+    released-rule sweeps, with the author's points."""
+    drawn = {}
+    monkeypatch.setattr(report, "plot_accuracy_vs_glimpses",
+                        lambda panels, title, path: drawn.update(panels=panels) or path)
+    point = lambda g: [{"exploration_rate": 0.15, "mean_glimpses": g, "accuracy": 0.9}]
+    for seed in (1, 2):
+        for protocol, M, glimpses in (("ours", 1, 2.0 * seed), ("ours", 10, 40.0),
+                                      ("author", 10, 3.0 * seed)):
+            r = _result("both", seed, protocol, M, 0.1, 0.98,
+                        {"spec": point(glimpses), "released": point(glimpses + 0.5)})
+            path = tmp_path / r["run"] / f"{protocol}_M{M}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(r))
+    report.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "plots"))
+    ours, author = drawn["panels"]
+    assert ours["dynamic"] == {"both (spec rule)": [point(2.0), point(4.0)]}
+    assert set(ours["curves"]) == {"both", "both M=10"} and "paper_fixed" not in ours
+    assert author["dynamic"] == {"both (released rule)": [point(3.5), point(6.5)]}
+    assert set(author["curves"]) == {"both"}
+    assert author["paper_fixed"] == {"both": {1: 11.57, 6: 98.99, 30: 98.5, 50: 98.5}}
+    assert set(author["paper_dynamic"]) == {"both"}
