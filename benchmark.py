@@ -1,10 +1,11 @@
 """Speed benchmark: `python benchmark.py` prints a table and writes benchmark_<device>.json.
 
 Measures, as the median of several repeats after a warm-up:
-- training: milliseconds per batch and images per second (batch 32) for the MNIST and the
-  translated settings, original RAM and both new terms: forward, the loss, backward and the
-  Adam step, with translation of the batch included for translated MNIST; both terms also
-  with --compile=True (skip with --compile=0);
+- training: milliseconds per run-step (one batch of 32 of one run) for groups of K runs
+  trained in one process (K = 1 is one run), MNIST and translated settings, both new terms,
+  eager and with --compile=True (skip with --compile=0): forward, the loss, backward and the
+  Adam step, with the translation of the batch for translated MNIST; and one run of original
+  RAM;
 - evaluation: the accuracy curve N = 1..50 over the 10,000 test images, and the dynamic sweep
   computed from it;
 - the retina: the vectorised one against a per-sample slicing loop, in the same run.
@@ -17,11 +18,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from config import get_config
+from config import get_configs
 from data_loader import load_mnist, translate
 from evaluate import EVAL_BATCH, accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
-from trainer import Trainer, make_optimizer
+from trainer import StackedAdam, Trainer
 
 
 def timed(fn, repeats, warmup, sync):
@@ -38,11 +39,13 @@ def timed(fn, repeats, warmup, sync):
     return statistics.median(times)
 
 
-def settings(dataset, variant, compile=False):
-    """The configuration of `python main.py` for a dataset and a variant (original or both)."""
+def settings(dataset, variant, compile=False, runs=1):
+    """The configurations of `python main.py` for a dataset and a variant (original or both),
+    a group of `runs` seeds."""
     both = variant == "both"
-    return get_config([f"--dataset={dataset}", f"--uncertainty={both}", f"--intrinsic={both}",
-                       f"--compile={compile}"])
+    return get_configs([f"--dataset={dataset}", f"--uncertainty={both}", f"--intrinsic={both}",
+                        f"--compile={compile}",
+                        "--random_seed=" + ",".join(str(s) for s in range(1, runs + 1))])
 
 
 def per_sample_retina(x, l, g, k, s):
@@ -62,30 +65,37 @@ def per_sample_retina(x, l, g, k, s):
     return torch.stack(out)
 
 
-def bench_training(cfg, device, batch, repeats, sync):
-    """The training step of Trainer.train_one_epoch (forward and loss, compiled with
-    --compile=True; backward; Adam), with the translation of the batch for translated MNIST."""
-    torch.manual_seed(0)
-    trainer = Trainer(cfg, device)
-    opt = make_optimizer(trainer.model, cfg.init_lr)
-    x = torch.randn(batch, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
+def bench_training(cfgs, device, batch, repeats, sync):
+    """The training step of Trainer.train_one_epoch for the group `cfgs` (forward and loss,
+    compiled with --compile=True; backward; Adam), with each run's batch translated for
+    translated MNIST. Times per step of the group and per run-step."""
+    # Each setting compiles afresh: the compile cache of the settings before would count
+    # against torch's limit of recompilations of one function.
+    torch._dynamo.reset()
+    trainer = Trainer(cfgs, device)
+    opt = StackedAdam(trainer.model.named_parameters())
+    R = len(cfgs)
+    x = torch.randn(R, batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (R, batch), device=device)
+    lr = [cfg.init_lr for cfg in cfgs]
     gen = torch.Generator().manual_seed(0)
 
     def step():
-        xb = translate(x, gen) if cfg.dataset == "translated" else x
-        _, terms, _ = trainer.forward_loss(xb, y)
-        opt.zero_grad(set_to_none=True)
-        sum(terms.values()).backward()
-        opt.step()
+        xb = torch.stack([translate(x[r], gen) for r in range(R)]) \
+            if cfgs[0].dataset == "translated" else x
+        _, terms, _ = trainer.forward_loss(xb, y, trainer.draw_noise(batch))
+        opt.zero_grad()
+        sum(terms.values()).sum().backward()
+        opt.step(lr)
 
     start = time.perf_counter()
     step()  # with --compile=True, this compiles
     first = time.perf_counter() - start
     # Several steps per timing, so that one measurement is tens of milliseconds.
-    n = 20
+    n = max(2, 20 // R)
     sec = timed(lambda: [step() for _ in range(n)], repeats, 1, sync) / n
-    return {"ms_per_batch": 1000 * sec, "images_per_s": batch / sec, "first_step_s": first}
+    return {"ms_per_batch": 1000 * sec, "ms_per_run_step": 1000 * sec / R,
+            "run_steps_per_s": R / sec, "images_per_s": R * batch / sec, "first_step_s": first}
 
 
 def bench_evaluation(cfg, device, images, labels, repeats, sync):
@@ -116,39 +126,51 @@ def main():
     p.add_argument("--compile", type=int, choices=(0, 1), default=1,
                    help="also time the training step with --compile=True (about a minute of "
                         "compilation per setting)")
+    p.add_argument("--groups", default=None,
+                   help="the group sizes K to time (default 1,4,8,16; and 32,64 on CUDA)")
     a = p.parse_args()
     device = torch.device(a.device)
+    a.groups = a.groups or ("1,4,8,16,32,64" if device.type == "cuda" else "1,4,8,16")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "training": {},
               "evaluation": {}}
 
     print(f"device {report['device']}, {report['threads']} CPU threads, torch {torch.__version__}")
-    print(f"{'training, batch 32':34s} {'ms/batch':>9s} {'images/s':>9s}")
-    runs = [(d, v, False) for d in ("mnist", "translated") for v in ("original", "both")]
-    runs += [(d, "both", True) for d in ("mnist", "translated")] if a.compile else []
-    for dataset, variant, compile in runs:
-        name = f"{dataset}/{variant}" + ("/compile" if compile else "")
-        r = bench_training(settings(dataset, variant, compile), device, 32, a.repeats, sync)
-        report["training"][name] = r
-        print(f"  {name:32s} {r['ms_per_batch']:9.2f} {r['images_per_s']:9.0f}"
-              + (f"   (compiled in {r['first_step_s']:.0f} s)" if compile else ""))
+    print(f"{'training, batch 32, both terms':34s} {'runs K':>6s} {'ms/step':>9s} "
+          f"{'ms/run-step':>12s} {'run-steps/s':>12s}")
+    report["groups"] = []
+    sizes = [int(k) for k in a.groups.split(",")]
+    for dataset in ("mnist", "translated"):
+        for compile in (False, True) if a.compile else (False,):
+            for K in sizes:
+                r = bench_training(settings(dataset, "both", compile, runs=K), device, 32,
+                                   a.repeats, sync)
+                report["groups"].append({"dataset": dataset, "K": K, "compile": compile,
+                                         "ms_per_run_step": r["ms_per_run_step"],
+                                         "run_steps_per_s": r["run_steps_per_s"]})
+                print(f"  {dataset + (' compiled' if compile else ' eager'):32s} {K:6d} "
+                      f"{r['ms_per_batch']:9.2f} {r['ms_per_run_step']:12.2f} "
+                      f"{r['run_steps_per_s']:12.1f}", flush=True)
+    for dataset in ("mnist", "translated"):
+        r = bench_training(settings(dataset, "original"), device, 32, a.repeats, sync)
+        report["training"][f"{dataset}/original"] = r
+        print(f"  {dataset + ' original RAM, one run':32s} {1:6d} {r['ms_per_batch']:9.2f}")
     if device.type == "cuda":
         r = bench_training(settings("mnist", "both"), device, 1024, a.repeats, sync)
         report["training"]["mnist/both/batch1024"] = r
-        print(f"  {'mnist both, batch 1024':32s} {r['ms_per_batch']:9.2f} "
-              f"{r['images_per_s']:9.0f}")
+        print(f"  {'mnist both, one run, batch 1024':32s} {1:6d} {r['ms_per_batch']:9.2f}")
 
     images, labels = load_mnist("./data", train=False)
     print(f"{'evaluation, 10,000 test images':34s} {'curve s':>9s} {'sweep s':>9s}")
     for dataset in ("mnist", "translated"):
         x = translate(images, torch.Generator().manual_seed(0)) if dataset == "translated" else images
-        r = bench_evaluation(settings(dataset, "both"), device, x, labels, a.repeats, sync)
+        r = bench_evaluation(settings(dataset, "both")[0], device, x, labels, a.repeats, sync)
         report["evaluation"][dataset] = r
         print(f"  {dataset + ' N = 1..50':32s} {r['curve_1_to_50_s']:9.2f} "
               f"{r['dynamic_sweep_s']:9.3f}")
 
-    retina = RecurrentAttention.from_config(settings("translated", "both")).retina
+    retina = RecurrentAttention.from_config(settings("translated", "both")[0]).retina
     x = torch.randn(32, 1, 60, 60)
     l = torch.rand(32, 2) * 2 - 1
     t_vec = timed(lambda: retina(x, l), 50, 5, lambda: None)

@@ -1,7 +1,9 @@
 """Every setting of the project, as command-line flags with the defaults of the released code.
 
 Edit a default here or override it: `python main.py --uncertainty=True --num_glimpses=8`.
-Booleans take `--flag=True` / `--flag=False`. Settings whose default depends on the dataset
+Booleans take `--flag=True` / `--flag=False`. The flags of GROUPED take comma-separated lists,
+and then name a group of runs, every combination of their values, that trains in one process:
+`--random_seed=1,2,3 --intrinsic=False,True` is six runs. Settings whose default depends on the dataset
 (docs/method.md, "Training schedule and defaults") are `None` here and filled in by
 `get_config` unless given on the command line.
 
@@ -9,6 +11,7 @@ Also the one definition of the four variants, of a run's name and its inverse, a
 settings a checkpoint must share with the command line.
 """
 import argparse
+import itertools
 import re
 import sys
 
@@ -23,6 +26,28 @@ def str2bool(v):
     if v.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got '{v}'")
+
+
+def listed(kind):
+    """An argparse type: a comma-separated list of values of `kind` ('1,2,3' -> [1, 2, 3])."""
+    def parse(text):
+        values = []
+        for v in text.split(","):
+            try:
+                values.append(kind(v))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {kind.__name__} values, one or a "
+                                                 f"comma-separated list, got '{text}'")
+        return values
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+bools = listed(str2bool)
+bools.__name__ = "list of True/False"
+
+# The settings a group of runs may vary: everything else its runs share.
+GROUPED = ("random_seed", "uncertainty", "intrinsic", "lambda_uncertainty", "lambda_intrinsic")
 
 
 # The paper's settings for each dataset, used where the user set no value.
@@ -46,14 +71,14 @@ parser = _Parser(
 
 # The paper's new parameters.
 paper = parser.add_argument_group("active sampling (Lu 2019)")
-paper.add_argument("--uncertainty", type=str2bool, default=False,
+paper.add_argument("--uncertainty", type=bools, default=[False],
                    help="add the error network and the self-uncertainty terms L_fit + L_unc")
-paper.add_argument("--intrinsic", type=str2bool, default=False,
+paper.add_argument("--intrinsic", type=bools, default=[False],
                    help="add the intrinsic term: cross-entropy of p_T to the uniform label")
-paper.add_argument("--lambda_uncertainty", type=float, default=None,
+paper.add_argument("--lambda_uncertainty", type=listed(float), default=None,
                    help="lambda_1, weight of L_unc = lambda_1 * sum_{b,t,k} e_t; "
                         "default 1e-5")
-paper.add_argument("--lambda_intrinsic", type=float, default=None,
+paper.add_argument("--lambda_intrinsic", type=listed(float), default=None,
                    help="lambda_2, weight of L_intr; the cross-entropy is SUMMED over the batch "
                         "(as in the released code), so the paper's values transfer only at batch "
                         "32; default 1e-1 (mnist), 1e-2 (translated)")
@@ -152,7 +177,8 @@ misc = parser.add_argument_group("misc")
 misc.add_argument("--use_gpu", type=str2bool, default=False, help="run on CUDA")
 misc.add_argument("--best", type=str2bool, default=True,
                   help="test the best checkpoint (by validation accuracy), else the latest")
-misc.add_argument("--random_seed", type=int, default=1, help="seed of every random number")
+misc.add_argument("--random_seed", type=listed(int), default=[1],
+                  help="seed of every random number of the run")
 misc.add_argument("--data_dir", default="./data", help="folder holding MNIST/raw/")
 misc.add_argument("--ckpt_dir", default="./ckpt", help="where checkpoints are written")
 misc.add_argument("--logs_dir", default="./logs", help="tensorboard logs and training CSVs")
@@ -193,43 +219,80 @@ def variant_flags(variant):
 
 
 def run_name(cfg):
-    """Names checkpoints and logs, so that no two variants, datasets or settings collide."""
+    """Names checkpoints and logs, so that no two variants, datasets or settings collide.
+
+    A loss weight other than the dataset's default is part of the name (_lu<lambda_1>,
+    _li<lambda_2>) where the variant has its term."""
+    default = DATASET_DEFAULTS[cfg.dataset]
+    weights = "".join(f"_{tag}{getattr(cfg, key):g}" for tag, key, on in (
+        ("lu", "lambda_uncertainty", cfg.uncertainty), ("li", "lambda_intrinsic", cfg.intrinsic))
+        if on and getattr(cfg, key) != default[key])
     name = (f"{cfg.dataset}_ram_{cfg.num_glimpses}_{cfg.patch_size}x{cfg.patch_size}"
-            f"_s{cfg.glimpse_scale}_k{cfg.num_patches}_{variant_name(cfg)}_seed{cfg.random_seed}")
+            f"_s{cfg.glimpse_scale}_k{cfg.num_patches}_{variant_name(cfg)}{weights}"
+            f"_seed{cfg.random_seed}")
     return name + (f"_subset{cfg.subset}" if cfg.subset else "")
 
 
 _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_size>\d+)x\d+"
                        r"_s(?P<glimpse_scale>\d+)_k(?P<num_patches>\d+)_(?P<variant>"
-                       + "|".join(VARIANTS) + r")_seed(?P<random_seed>\d+)"
+                       + "|".join(VARIANTS) + r")(?:_lu(?P<lambda_uncertainty>[\d.e+-]+))?"
+                       r"(?:_li(?P<lambda_intrinsic>[\d.e+-]+))?_seed(?P<random_seed>\d+)"
                        r"(?:_subset(?P<subset>\d+))?$")
 
 
 def parse_run_name(name):
     """The inverse of run_name: {dataset, num_glimpses, patch_size, glimpse_scale, num_patches,
-    variant, random_seed, subset}, or None for a name run_name does not make."""
+    variant, lambda_uncertainty, lambda_intrinsic (None where the name has none), random_seed,
+    subset}, or None for a name run_name does not make."""
     m = _RUN_NAME.match(name)
     if m is None:
         return None
     d = m.groupdict()
-    return {k: v if k in ("dataset", "variant") else int(v or 0) for k, v in d.items()}
+    weights = ("lambda_uncertainty", "lambda_intrinsic")
+    parsed = {k: v if k in ("dataset", "variant") else int(v or 0) for k, v in d.items()
+              if k not in weights}
+    parsed.update({k: None if d[k] is None else float(d[k]) for k in weights})
+    return parsed
 
 
-def get_config(argv=None):
-    """Parse flags, fill in the dataset's defaults and check the settings.
+def get_configs(argv=None):
+    """The settings of every run the flags name: one per combination of the values of the
+    GROUPED flags, each with the dataset's defaults filled in and checked.
 
     Unknown flags and malformed values exit through argparse (status 2); impossible
     combinations raise ConfigError."""
-    cfg = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    for key, value in DATASET_DEFAULTS[cfg.dataset].items():
-        if getattr(cfg, key) is None:
-            setattr(cfg, key, value)
-    if cfg.stopping_rule is None:
-        cfg.stopping_rule = ["released" if cfg.protocol == "author" else "spec"]
-    if cfg.checkpoint is None:  # else adopt_settings fills it in from the file's T
-        cfg.test_glimpses = cfg.test_glimpses or cfg.num_glimpses
-    check_config(cfg)
-    return cfg
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    lists = {key: getattr(args, key) or [None] for key in GROUPED}
+    cfgs = []
+    for values in itertools.product(*lists.values()):
+        cfg = argparse.Namespace(**dict(vars(args), **dict(zip(GROUPED, values))))
+        for key, value in DATASET_DEFAULTS[cfg.dataset].items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if cfg.stopping_rule is None:
+            cfg.stopping_rule = ["released" if cfg.protocol == "author" else "spec"]
+        if cfg.checkpoint is None:  # else adopt_settings fills it in from the file's T
+            cfg.test_glimpses = cfg.test_glimpses or cfg.num_glimpses
+        check_config(cfg)
+        cfgs.append(cfg)
+    # One run per name: combinations that differ only in the weight of a term the variant
+    # does not have are the same run.
+    unique = {}
+    for cfg in cfgs:
+        unique.setdefault(run_name(cfg), cfg)
+    cfgs = list(unique.values())
+    if len(cfgs) > 1 and args.checkpoint:
+        raise ConfigError("--checkpoint names one checkpoint: give the grouped flags one value "
+                          "each with it")
+    return cfgs
+
+
+def get_config(argv=None):
+    """The settings of the one run the flags name (get_configs for a group)."""
+    cfgs = get_configs(argv)
+    if len(cfgs) > 1:
+        raise ConfigError(f"the flags name {len(cfgs)} runs where one was expected")
+    return cfgs[0]
 
 
 def adopt_settings(cfg, saved, keys):

@@ -51,11 +51,11 @@ def run_glimpses(model, loader, num_glimpses, M=1, seed=0, protocol="ours"):
         B = len(y)
         if protocol == "author":
             torch.manual_seed(seed)
-            out = model(x.repeat(M, 1, 1, 1), num_glimpses)  # row m * B + b
+            out = model(x.repeat(M, 1, 1, 1)[None], num_glimpses).run(0)  # row m * B + b
             rows = lambda t: t.view(t.shape[0], M, B, -1).transpose(1, 2)
         else:
             torch.manual_seed(seed * 1_000_003 + i)
-            out = model(x.repeat_interleave(M, dim=0), num_glimpses)  # row b * M + m
+            out = model(x.repeat_interleave(M, dim=0)[None], num_glimpses).run(0)  # row b*M + m
             rows = lambda t: t.view(t.shape[0], B, M, -1)
         log_probs.append(rows(out.log_probs))
         errors.append(rows(out.e_t))
@@ -242,7 +242,7 @@ def _save_test_glimpses(model, loader, cfg, path, n=9):
     """Where the model looks on the first n test images: for figures.plot_glimpses."""
     x, _ = next(iter(loader))
     torch.manual_seed(cfg.random_seed)
-    out = model(x[:n], cfg.test_glimpses)
+    out = model(x[None, :n], cfg.test_glimpses).run(0)
     save_glimpse_trace(path, x[:n], out.locations, cfg, run_name(cfg))
 
 

@@ -19,14 +19,17 @@ def _pyplot():
     return plt
 
 
-def plot_first_epoch(running, title, path):
+def plot_first_epoch(running, title, path, reference=None):
     """Running train accuracy over the first epoch, one line per variant: the mean over the
     seeds given, with a band from the lowest to the highest seed.
 
-    running: {variant: [[running accuracy at each iteration] of each seed]}."""
+    running: {variant: [[running accuracy at each iteration] of each seed]};
+    reference: {variant: [accuracy at the end of the epoch of each seed]} of an earlier study,
+    drawn just after the last iteration as its mean with a bar from its lowest to its highest
+    seed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for variant in VARIANTS:
+    for i, variant in enumerate(VARIANTS):
         runs = [r for r in running.get(variant, []) if r]
         if not runs:
             continue
@@ -41,11 +44,18 @@ def plot_first_epoch(running, title, path):
                 linestyle="--" if variant in ("uncertainty", "both") else "-")
         if len(runs) > 1:
             ax.fill_between(it, acc.min(0), acc.max(0), color=COLORS[variant], alpha=0.2)
+        ends = 100 * np.array((reference or {}).get(variant, []))
+        if len(ends):
+            x = n * (1.02 + 0.015 * i)  # side by side, just after the epoch
+            ax.errorbar([x], [ends.mean()], yerr=[[ends.mean() - ends.min()],
+                                                  [ends.max() - ends.mean()]],
+                        fmt="D", color=COLORS[variant], markersize=4, capsize=2,
+                        label=f"{LABELS[variant]}, single runs ({ends.mean():.1f}%)")
     ax.set_xlabel("iteration of the first epoch (batch 32)")
     ax.set_ylabel("running train accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7 if reference else None)
     return _save(fig, path)
 
 

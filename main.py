@@ -1,7 +1,7 @@
 """Train RAM (then test its best checkpoint), or test a checkpoint: `python main.py --help`."""
 import sys
 
-from config import ConfigError, get_config
+from config import ConfigError, get_configs
 
 
 def get_device(cfg):
@@ -12,24 +12,24 @@ def get_device(cfg):
     return "cuda" if cfg.use_gpu else "cpu"
 
 
-def run(cfg):
-    """Train (unless --is_train=False), then test; returns the test accuracy."""
-    import torch
+def run(cfgs):
+    """Train the runs `cfgs` as one group (unless --is_train=False), then test each; returns
+    their test accuracies."""
     from data_loader import get_train_valid_loaders
     from evaluate import test_checkpoint
     from trainer import Trainer
-    device = get_device(cfg)
-    if cfg.is_train:
-        torch.manual_seed(cfg.random_seed)
-        Trainer(cfg, device).train(*get_train_valid_loaders(cfg, device))
-    return test_checkpoint(cfg, device)
+    device = get_device(cfgs[0])
+    if cfgs[0].is_train:
+        loaders = [get_train_valid_loaders(cfg, device) for cfg in cfgs]
+        Trainer(cfgs, device).train(*zip(*loaders))
+    return [test_checkpoint(cfg, device) for cfg in cfgs]
 
 
 def main(argv=None):
     """Exit status: 0 done, 1 bad data, checkpoint or a diverged loss, 2 bad settings,
     128 + signal number when interrupted (after saving a resumable checkpoint)."""
     try:
-        cfg = get_config(argv)  # argparse itself exits 2 on unknown flags and bad values
+        cfgs = get_configs(argv)  # argparse itself exits 2 on unknown flags and bad values
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -38,9 +38,9 @@ def main(argv=None):
     from trainer import Interrupted, TrainingDiverged
     from utils import CheckpointError
     try:
-        run(cfg)
+        run(cfgs)
     except (ConfigError, DataError, CheckpointError, TrainingDiverged, Interrupted) as e:
-        if cfg.debug:
+        if cfgs[0].debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         if isinstance(e, Interrupted):

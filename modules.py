@@ -1,7 +1,12 @@
 """The networks of the Recurrent Attention Model, one small module per box of the paper's figure.
 
 Notation (docs/method.md): B batch, C channels, H x W image, g patch size, k patches, s scale,
-l_t in [-1, 1]^2 with l[:, 0] the column (x) and l[:, 1] the row (y), (-1, -1) the top-left.
+l_t in [-1, 1]^2 with l[..., 0] the column (x) and l[..., 1] the row (y), (-1, -1) the top-left.
+
+Every network with weights holds R independent copies of them, one per run of a group that
+trains in one process (R = 1 for a single run): its inputs and outputs carry a leading run
+dimension R, and copy r only ever sees run r's inputs. The R copies go through batched matrix
+products (`StackedLinear`), so R runs cost about as many operations as one.
 """
 import math
 
@@ -63,88 +68,127 @@ class Retina(nn.Module):
         return self.extract(self.pad(x), l, x.shape[-2:])
 
 
+class StackedLinear(nn.Module):
+    """R independent linear layers: y[r] = x[r] W[r]^T + b[r].
+
+    weight (R, out, in), bias (R, out): copy r is the weight and bias of an nn.Linear(in, out),
+    initialised the same way. x: (R, ..., in) -> (R, ..., out).
+    """
+
+    def __init__(self, runs, in_features, out_features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(runs, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(runs, out_features))
+        for r in range(runs):
+            self.reset_run(r)
+
+    @torch.no_grad()
+    def reset_run(self, r):
+        """Draw copy r from the global generator as nn.Linear.reset_parameters does."""
+        nn.init.kaiming_uniform_(self.weight[r], a=math.sqrt(5))
+        bound = 1 / math.sqrt(self.weight.shape[2])
+        nn.init.uniform_(self.bias[r], -bound, bound)
+
+    def forward(self, x):
+        return stacked_linear(x, self.weight, self.bias)
+
+
+def stacked_linear(x, weight, bias, accumulate=None):
+    """x (R, ..., in) times weight (R, out, in)^T plus bias (R, out), as one batched product;
+    with `accumulate` (R, ..., out) the product is added to it in place instead (one buffer
+    and one operation fewer than adding two products)."""
+    R, inner = x.shape[0], x.shape[1:-1]
+    flat = x.reshape(R, -1, x.shape[-1])
+    if accumulate is None:
+        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
+    else:
+        out = accumulate.view(R, -1, weight.shape[1]).baddbmm_(flat, weight.transpose(1, 2))
+    return out.view(R, *inner, weight.shape[1])
+
+
 class GlimpseNetwork(nn.Module):
     """f_g: g_t = relu(fc3(h_phi) + fc4(h_l)), h_phi = relu(fc1(rho(x, l))), h_l = relu(fc2(l)).
 
     It sees the previous location l_{t-1}.
-    rho: (B, k * g * g * C), l_{t-1}: (B, 2) -> g_t: (B, glimpse_hidden + loc_hidden).
+    rho: (R, B, k * g * g * C), l_{t-1}: (R, B, 2) -> g_t: (R, B, glimpse_hidden + loc_hidden).
     """
 
-    def __init__(self, retina_size, glimpse_hidden, loc_hidden):
+    def __init__(self, runs, retina_size, glimpse_hidden, loc_hidden):
         super().__init__()
         out = glimpse_hidden + loc_hidden
-        self.fc1 = nn.Linear(retina_size, glimpse_hidden)
-        self.fc2 = nn.Linear(2, loc_hidden)
-        self.fc3 = nn.Linear(glimpse_hidden, out)
-        self.fc4 = nn.Linear(loc_hidden, out)
+        self.fc1 = StackedLinear(runs, retina_size, glimpse_hidden)
+        self.fc2 = StackedLinear(runs, 2, loc_hidden)
+        self.fc3 = StackedLinear(runs, glimpse_hidden, out)
+        self.fc4 = StackedLinear(runs, loc_hidden, out)
 
     def forward(self, rho, l_prev):
         h_phi = F.relu(self.fc1(rho))
         h_l = F.relu(self.fc2(l_prev))
-        # fc3(h_phi) + fc4(h_l), with the second product accumulated in place into the first
-        # one's output (addmm_): the same sum, one buffer and one operation fewer.
-        g_t = torch.addmm(self.fc3.bias + self.fc4.bias, h_phi, self.fc3.weight.t())
-        return F.relu(g_t.addmm_(h_l, self.fc4.weight.t()))
+        # fc3(h_phi) + fc4(h_l), the second product accumulated into the first one's output.
+        g_t = stacked_linear(h_phi, self.fc3.weight, self.fc3.bias + self.fc4.bias)
+        return F.relu(stacked_linear(h_l, self.fc4.weight, None, accumulate=g_t))
 
 
 class CoreNetwork(nn.Module):
     """f_h: h_t = relu(i2h(g_t) + h2h(h_{t-1})).
 
-    g_t: (B, input_size), h_{t-1}: (B, hidden_size) -> h_t: (B, hidden_size).
+    g_t: (R, B, input_size), h_{t-1}: (R, B, hidden_size) -> h_t: (R, B, hidden_size).
     """
 
-    def __init__(self, input_size, hidden_size):
+    def __init__(self, runs, input_size, hidden_size):
         super().__init__()
-        self.i2h = nn.Linear(input_size, hidden_size)
-        self.h2h = nn.Linear(hidden_size, hidden_size)
+        self.i2h = StackedLinear(runs, input_size, hidden_size)
+        self.h2h = StackedLinear(runs, hidden_size, hidden_size)
 
     def forward(self, g_t, h_prev):
         # i2h(g_t) + h2h(h_{t-1}) accumulated in one buffer, as in GlimpseNetwork.
-        h_t = torch.addmm(self.i2h.bias + self.h2h.bias, g_t, self.i2h.weight.t())
-        return F.relu(h_t.addmm_(h_prev, self.h2h.weight.t()))
+        h_t = stacked_linear(g_t, self.i2h.weight, self.i2h.bias + self.h2h.bias)
+        return F.relu(stacked_linear(h_prev, self.h2h.weight, None, accumulate=h_t))
 
 
 class LocationNetwork(nn.Module):
     """f_l: the Gaussian policy pi(l_t | h_t) with fixed std.
 
-    mu_t = clamp(fc(h_t), -1, 1); l_t = clamp(mu_t + N(0, std^2), -1, 1);
+    mu_t = clamp(fc(h_t), -1, 1); l_t = clamp(mu_t + std * eps_t, -1, 1), eps_t ~ N(0, 1);
     log_pi = sum over (x, y) of log N(l_t; mu_t, std).
-    h_t: (B, hidden_size) -> l_t: (B, 2) (no gradient), log_pi: (B,).
+    h_t: (R, B, hidden_size), eps_t: (R, B, 2) or None (drawn from the global generator)
+    -> l_t: (R, B, 2) (no gradient), log_pi: (R, B).
     """
 
-    def __init__(self, hidden_size, std):
+    def __init__(self, runs, hidden_size, std):
         super().__init__()
         self.std = std
-        self.fc = nn.Linear(hidden_size, 2)
+        self.fc = StackedLinear(runs, hidden_size, 2)
 
-    def forward(self, h_t):
+    def forward(self, h_t, eps_t=None):
         # detach h_t: the policy is trained by REINFORCE only, and REINFORCE must not reach the
         # core or glimpse networks (the stop-gradient of the original RAM).
         mu = torch.clamp(self.fc(h_t.detach()), -1, 1)
+        noise = torch.randn_like(mu) if eps_t is None else eps_t
         # detach l_t: a sampled location is an action, not a differentiable function of mu.
-        l_t = torch.clamp(mu + self.std * torch.randn_like(mu), -1, 1).detach()
+        l_t = torch.clamp(mu + self.std * noise, -1, 1).detach()
         log_pi = (-(l_t - mu) ** 2 / (2 * self.std**2)
-                  - math.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(dim=1)
+                  - math.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
         return l_t, log_pi
 
 
 class ActionNetwork(nn.Module):
-    """f_a: log p_t = log_softmax(fc(h_t)).  h_t: (..., hidden_size) -> (..., num_classes)."""
+    """f_a: log p_t = log_softmax(fc(h_t)).  h_t: (R, ..., hidden_size) -> (R, ..., num_classes)."""
 
-    def __init__(self, hidden_size, num_classes):
+    def __init__(self, runs, hidden_size, num_classes):
         super().__init__()
-        self.fc = nn.Linear(hidden_size, num_classes)
+        self.fc = StackedLinear(runs, hidden_size, num_classes)
 
     def forward(self, h_t):
         return F.log_softmax(self.fc(h_t), dim=-1)
 
 
 class BaselineNetwork(nn.Module):
-    """f_b: b_t = relu(fc(h_t)), the REINFORCE baseline.  h_t: (..., hidden_size) -> (...,)."""
+    """f_b: b_t = relu(fc(h_t)), the REINFORCE baseline.  h_t: (R, ..., hidden_size) -> (R, ...)."""
 
-    def __init__(self, hidden_size):
+    def __init__(self, runs, hidden_size):
         super().__init__()
-        self.fc = nn.Linear(hidden_size, 1)
+        self.fc = StackedLinear(runs, hidden_size, 1)
 
     def forward(self, h_t):
         # detach h_t: the baseline only tracks the expected reward; its regression loss must
@@ -156,7 +200,7 @@ class ErrorNetwork(nn.Module):
     """f_e (Lu 2019): e_t = relu(fc([h_t, p_t])), the self-uncertainty, an estimate of the
     per-class absolute error |onehot(y) - p_t|.
 
-    h_t: (..., hidden_size), p_t: (..., num_classes) -> e_t, e_t_fit: (..., num_classes).
+    h_t: (R, ..., hidden_size), p_t: (R, ..., num_classes) -> e_t, e_t_fit: (R, ..., num_classes).
 
     The same value is returned twice with different gradient routes (docs/method.md,
     "Objective"):
@@ -164,15 +208,15 @@ class ErrorNetwork(nn.Module):
     e_t_fit for L_fit, whose gradient reaches these weights only.
     """
 
-    def __init__(self, hidden_size, num_classes):
+    def __init__(self, runs, hidden_size, num_classes):
         super().__init__()
-        self.fc = nn.Linear(hidden_size + num_classes, num_classes)
+        self.fc = StackedLinear(runs, hidden_size + num_classes, num_classes)
 
     def forward(self, h_t, p_t):
         z = torch.cat([h_t, p_t], dim=-1)
         # detach the weights: minimising the predicted error must move RAM, not shrink the
         # estimator that makes the prediction.
-        e_t = F.relu(F.linear(z, self.fc.weight.detach(), self.fc.bias.detach()))
+        e_t = F.relu(stacked_linear(z, self.fc.weight.detach(), self.fc.bias.detach()))
         # detach the input: fitting the estimator must not move RAM towards easier-to-predict
         # states.
         e_t_fit = F.relu(self.fc(z.detach()))

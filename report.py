@@ -18,6 +18,19 @@ from model import load_pretrained
 from utils import CheckpointError, load_checkpoint, load_glimpse_trace, save_checkpoint, write_json
 
 
+# The first-epoch study as it was run before runs trained in groups, one process per run:
+# the running train accuracy at the end of the epoch of each run (its logs are not kept).
+SINGLE_RUN_FIRST_EPOCH = "first_epoch_single_runs.json"
+
+
+def _read_json(path):
+    """The contents of a JSON file, {} where there is none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_running_accuracy(csv_path, epoch=1):
     """The running train accuracy at each iteration of one epoch, from a train_iterations.csv."""
     with open(csv_path, newline="") as f:
@@ -46,12 +59,15 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
     - where_<run>.png / .gif: where each run looks on a few test images (its latest
       evaluated checkpoint)."""
     written = []
+    single = _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH))
     for dataset, by_variant in sorted(first_epoch_logs(logs_dir).items()):
         running = {v: [read_running_accuracy(p) for p in seeds.values()]
                    for v, seeds in by_variant.items()}
+        reference = {v: list(seeds.values()) for v, seeds in single.get(dataset, {}).items()}
         title = f"First epoch on {DATASET_TITLES.get(dataset, dataset)}: running train accuracy"
         written.append(plot_first_epoch(running, title,
-                                        os.path.join(plots_dir, f"first_epoch_{dataset}.png")))
+                                        os.path.join(plots_dir, f"first_epoch_{dataset}.png"),
+                                        reference))
     results = read_results(results_dir)
     for dataset in sorted({r["dataset"] for r in results}):
         of_dataset = [r for r in results if r["dataset"] == dataset]
@@ -421,10 +437,38 @@ def _first_epoch_tables(first_epoch):
     return lines + [""]
 
 
+def _first_epoch_groups_vs_single(first_epoch, single):
+    """Whether the first epoch trained in groups falls within the seed spread of the same
+    study run one process per run: markdown lines."""
+    if not first_epoch or not single:
+        return []
+    lines = ["The first epoch trained as groups (one process per dataset) against the same "
+             "study run one process per run, before groups: running train accuracy (%) at the "
+             "end of the epoch, mean [lowest, highest] over seeds.", "",
+             "| variant | " + " | ".join(f"{DATASET_TITLES[d]}, groups | single runs | "
+                                        "group mean within their range" for d in first_epoch)
+             + " |", "|---|" + "---|---|---|" * len(first_epoch)]
+    for variant in VARIANTS:
+        row = [LABELS[variant]]
+        for dataset, by_variant in first_epoch.items():
+            g = 100 * np.array(list(by_variant.get(variant, {}).values()))
+            s = 100 * np.array(list(single.get(dataset, {}).get(variant, {}).values()))
+            if not len(g) or not len(s):
+                row += ["-", "-", "-"]
+                continue
+            row += [f"{g.mean():.1f} [{g.min():.1f}, {g.max():.1f}]",
+                    f"{s.mean():.1f} [{s.min():.1f}, {s.max():.1f}]",
+                    "yes" if s.min() <= g.mean() <= s.max() else "no"]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
 def results_markdown(results_dir, first_epoch):
     """The README's result tables, in markdown, from the evaluation JSONs of results_dir and a
     first_epoch_summary."""
     lines = _first_epoch_tables(first_epoch)
+    lines += _first_epoch_groups_vs_single(
+        first_epoch, _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)))
     results = read_results(results_dir)
     for dataset in sorted({r["dataset"] for r in results}):
         of_dataset = [r for r in results if r["dataset"] == dataset]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Redo the paper: train the four variants on MNIST and on translated MNIST (100 epochs; on
 # MNIST, original RAM and both terms with four more seeds), the first-epoch comparison over
-# several seeds, evaluate every run under our protocol (best checkpoint, accuracy against
+# several seeds (runs that differ only in seed and variant train as one group, in one
+# process), evaluate every run under our protocol (best checkpoint, accuracy against
 # N = 1..50 with M = 1 and M = 10, the dynamic sweeps with both stopping rules) and under the
 # author's (latest checkpoint, M = 10), draw the figures and tables, and copy each run's best
 # and latest checkpoints, slimmed down, to pretrained/.
@@ -47,7 +48,7 @@ FIRST=(--ckpt_dir="$OUT/first_epoch/ckpt" --logs_dir="$OUT/first_epoch/logs"
 # The lambda_intrinsic of the paper's first-epoch figure (docs/method.md); lambda_1 is 1e-5.
 declare -A FIRST_EPOCH_LAMBDA=([mnist]=3e-3 [translated]=1e-2)
 
-run_name() { "$PY" -c 'import sys, config; print(config.run_name(config.get_config(sys.argv[1:])))' "$@"; }
+run_names() { "$PY" -c 'import sys, config; print(*map(config.run_name, config.get_configs(sys.argv[1:])), sep="\n")' "$@"; }
 variant_flags() { "$PY" -c 'import sys, config; print(*config.variant_flags(sys.argv[1]))' "$1"; }
 
 # has_results RUN GLOB [author]: whether RUN has a results file GLOB.json of our protocol
@@ -64,77 +65,84 @@ has_results() {
     return 1
 }
 
-# train ARGS...: train one run to its end (resuming it if it has a checkpoint), then test it.
-train() {
-    local ckpt_dir name
-    name=$(run_name "$@")
+# group ARGS...: train the runs ARGS name as one group in one process (resuming it if its
+# runs have checkpoints), then test each of them.
+group() {
+    local ckpt_dir first
+    first=$(run_names "$@" | sed -n 1p)
     ckpt_dir=$(printf '%s\n' "$@" | sed -n 's/^--ckpt_dir=//p' | tail -n 1)
-    if [ -f "$ckpt_dir/${name}_latest.pt" ]; then
+    if [ -f "$ckpt_dir/${first}_latest.pt" ]; then
         "$PY" main.py "$@" --resume=True
     else
         "$PY" main.py "$@"
     fi
 }
 
-# First the first-epoch comparison (one epoch per seed with the figure's lambdas; minutes),
-# then the 100-epoch runs (hours), so that a sitting cut short still leaves whole results.
+# First the first-epoch comparison (one epoch of 4 variants x 5 seeds with the figure's
+# lambdas, one group per dataset; minutes), then the 100-epoch runs (hours, a group per
+# dataset and variant), so that a sitting cut short still leaves whole results.
 for dataset in ${DATASETS:-mnist translated}; do
-    for variant in original uncertainty intrinsic both; do
-        for seed in $SEEDS; do
-            # shellcheck disable=SC2206
-            fargs=(--dataset=$dataset $(variant_flags "$variant") --epochs=1 --random_seed=$seed
-                   --lambda_intrinsic=${FIRST_EPOCH_LAMBDA[$dataset]} "${BUDGET[@]:1}"
-                   ${EXTRA[@]+"${EXTRA[@]}"})
-            fname=$(run_name "${fargs[@]}")
-            if compgen -G "$OUT/first_epoch/results/$fname/*.json" > /dev/null; then
-                echo "=== $fname: done"
-            else
-                echo "=== $fname"
-                train "${fargs[@]}" "${FIRST[@]}"
-            fi
-        done
+    [ -n "$SEEDS" ] || continue
+    # shellcheck disable=SC2206
+    fargs=(--dataset=$dataset --random_seed=${SEEDS// /,} --uncertainty=False,True
+           --intrinsic=False,True --epochs=1 --lambda_intrinsic=${FIRST_EPOCH_LAMBDA[$dataset]}
+           "${BUDGET[@]:1}" ${EXTRA[@]+"${EXTRA[@]}"})
+    missing=0
+    for name in $(run_names "${fargs[@]}"); do
+        compgen -G "$OUT/first_epoch/results/$name/*.json" > /dev/null || missing=1
     done
+    if [ $missing = 0 ]; then
+        echo "=== first epoch on $dataset: done"
+    else
+        echo "=== first epoch on $dataset: 4 variants x seeds $SEEDS, one group"
+        group "${fargs[@]}" "${FIRST[@]}"
+    fi
 done
 
 for dataset in ${DATASETS:-mnist translated}; do
-    runs=(original:1 uncertainty:1 intrinsic:1 both:1)
-    # More seeds of original RAM and of both terms on MNIST, for the paper's largest claim:
-    # accuracy at N = 50 (about 14% against 98.5%).
-    if [ "$dataset" = mnist ]; then
-        for seed in $MORE_SEEDS; do runs+=("original:$seed" "both:$seed"); done
-    fi
-    for run in "${runs[@]}"; do
-        variant=${run%:*} seed=${run#*:}
+    for variant in original uncertainty intrinsic both; do
+        seeds=1
+        # More seeds of original RAM and of both terms on MNIST, for the paper's largest
+        # claim: accuracy at N = 50 (about 14% against 98.5%).
+        case $dataset:$variant in mnist:original|mnist:both) seeds="1 $MORE_SEEDS";; esac
         # shellcheck disable=SC2206
-        args=(--dataset=$dataset $(variant_flags "$variant") --random_seed=$seed "${BUDGET[@]}"
+        args=(--dataset=$dataset $(variant_flags "$variant") "${BUDGET[@]}"
               ${EXTRA[@]+"${EXTRA[@]}"})
-        name=$(run_name "${args[@]}")
-        echo "=== $name"
-        sweep=() author_sweep=()
+        sweep=() author_sweep=() todo=()
         case $variant in uncertainty|both)
             # shellcheck disable=SC2206
             sweep=(--dynamic=True --stopping_rule spec released --exploration_rate $RATES)
             # shellcheck disable=SC2206
             author_sweep=(--dynamic=True --stopping_rule released spec --exploration_rate $RATES);;
         esac
-        if has_results "$name" "best-*_M10_curve${NMAX}*"; then
-            echo "    done: evaluations in $RESULTS/$name"
-        else
-            train "${args[@]}" "${DIRS[@]}" --curve=True --max_glimpses=$NMAX --M 1 10 \
-                ${sweep[@]+"${sweep[@]}"}
+        for seed in $seeds; do
+            name=$(run_names "${args[@]}" --random_seed=$seed)
+            echo "=== $name"
+            if has_results "$name" "best-*_M10_curve${NMAX}*"; then
+                echo "    done: evaluations in $RESULTS/$name"
+            else
+                todo+=("$seed")
+            fi
+        done
+        if [ ${#todo[@]} -gt 0 ]; then
+            group "${args[@]}" --random_seed="$(IFS=,; echo "${todo[*]}")" "${DIRS[@]}" \
+                --curve=True --max_glimpses=$NMAX --M 1 10 ${sweep[@]+"${sweep[@]}"}
         fi
         # The author's protocol on the checkpoint the author evaluated, the latest (epoch
         # 100); a run that only has a shipped best checkpoint is evaluated on that one.
-        if has_results "$name" "*_M10_curve${NMAX}*" author; then
-            echo "    done: the author's protocol"
-        else
+        for seed in $seeds; do
+            name=$(run_names "${args[@]}" --random_seed=$seed)
+            if has_results "$name" "*_M10_curve${NMAX}*" author; then
+                echo "    done: the author's protocol for $name"
+                continue
+            fi
             ckpt=$OUT/ckpt/${name}_latest.pt
             [ -f "$ckpt" ] || ckpt=$PRETRAINED/${name}_latest.pt
             [ -f "$ckpt" ] || ckpt=$PRETRAINED/${name}_best.pt
             "$PY" main.py --is_train=False --checkpoint="$ckpt" --results_dir="$RESULTS" \
                 --protocol=author --M 10 --curve=True --max_glimpses=$NMAX \
                 ${author_sweep[@]+"${author_sweep[@]}"} ${EXTRA[@]+"${EXTRA[@]}"}
-        fi
+        done
     done
 done
 

@@ -1,78 +1,160 @@
-"""Training: the objective term by term (docs/method.md, "Objective"), the schedule, the
-checkpoints and the logs. Testing a checkpoint is evaluate.test_checkpoint."""
+"""Training a group of runs in one process (a single run is a group of one): the objective
+term by term (docs/method.md, "Objective"), each run's Adam and learning-rate schedule, its
+checkpoints and its logs. Testing a checkpoint is evaluate.test_checkpoint.
+
+The runs of a group share the dataset, the architecture and the schedule's settings, and
+differ in seed, variant and loss weights (config.GROUPED). Each is a run in its own right:
+its own initial weights, data order, translations and policy noise (generators seeded from
+its seed), loss weights, Adam state, learning rate, validation, early stopping, checkpoints
+and logs, written to exactly the files a single run writes. The model holds the runs side by
+side (model.py), so a training step costs about as many operations for R runs as for one.
+"""
 import csv
+import math
 import os
 import signal
 from dataclasses import asdict, dataclass, field, fields
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from config import TRAINING, run_name
 from model import RecurrentAttention
-from utils import (CheckpointError, load_checkpoint, rng_state, save_checkpoint,
-                   save_glimpse_trace, set_rng_state)
+from utils import CheckpointError, load_checkpoint, save_checkpoint, save_glimpse_trace
+
+# The optional terms, and the flag of the variants that have them.
+OPTIONAL_TERMS = {"fit": "uncertainty", "uncertainty": "uncertainty", "intrinsic": "intrinsic"}
 
 
-def loss_terms(out, y, cfg):
-    """Every term of the objective, each computed here once, for one minibatch.
+def loss_weights(cfgs, device="cpu"):
+    """The weight of each optional term for each run of a group: {term: (R,) tensor}. It is 0
+    where the run's variant has no such term, so that the term gives that run no gradient."""
+    weights = {"fit": [float(c.uncertainty) for c in cfgs],
+               "uncertainty": [c.lambda_uncertainty if c.uncertainty else 0.0 for c in cfgs],
+               "intrinsic": [c.lambda_intrinsic if c.intrinsic else 0.0 for c in cfgs]}
+    return {k: torch.tensor(v, device=device) for k, v in weights.items()}
 
-    out: Glimpses of T steps, y: (B,) labels. Returns (terms, reward): terms maps a name to a
-    scalar tensor, already weighted, whose sum is the loss; reward R (B,) is 1 where argmax
-    p_T == y. Which parameters each term reaches is set by the detaches in modules.py and
-    here, and checked term by term in tests/test_gradients.py.
+
+def loss_terms(out, y, weights):
+    """Every term of the objective, each computed here once, for one minibatch of each run.
+
+    out: Glimpses of R runs over T steps, y: (R, B) labels, weights: loss_weights. Returns
+    (terms, reward): terms maps a name to an (R,) tensor, already weighted, run r's loss being
+    the sum of the terms' r-th entries; reward R (R, B) is 1 where argmax p_T == y. Which
+    parameters each term reaches is set by the detaches in modules.py and here, and checked
+    term by term, run by run, in tests/test_gradients.py.
     """
-    log_p_T = out.log_probs[-1]  # (B, K): the prediction after the last glimpse
+    log_p_T = out.log_probs[:, -1]  # (R, B, K): the prediction after the last glimpse
     # R is a reward, not a function to differentiate (argmax has no gradient anyway).
-    reward = (log_p_T.argmax(dim=1) == y).float()
+    reward = (log_p_T.argmax(dim=-1) == y).float()
     # The same R for every step: one reward at the end, credited to every action.
-    R = reward.expand_as(out.baselines)
-    terms = {
-        # Classification: trains action, core and glimpse networks.
-        "action": F.nll_loss(log_p_T, y),
+    R = reward.unsqueeze(1).expand_as(out.baselines)  # (R, T, B)
+    K = log_p_T.shape[-1]
+    # detach the target: the error network fits |onehot(y) - p_t|, it must not move p_t.
+    target = (F.one_hot(y, K).to(log_p_T.dtype).unsqueeze(1) - out.log_probs.exp()).abs().detach()
+    return {
+        # Classification, NLL of p_T: trains action, core and glimpse networks.
+        "action": -log_p_T.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(dim=-1),
         # Baseline regression on R: trains the baseline network only (it reads h_t.detach()).
-        "baseline": F.mse_loss(out.baselines, R),
+        "baseline": ((out.baselines - R) ** 2).mean(dim=(1, 2)),
         # REINFORCE: detach b_t, the baseline is a constant in the policy gradient; log pi
         # reaches the location network only (it reads h_t.detach() and l_t is an action).
-        "reinforce": (-out.log_pi * (R - out.baselines.detach())).sum(dim=0).mean(),
-    }
-    if cfg.uncertainty:
-        K = log_p_T.shape[-1]
-        # detach the target: the error network fits |onehot(y) - p_t|, it must not move p_t.
-        target = (F.one_hot(y, K).to(out.log_probs.dtype) - out.log_probs.exp()).abs().detach()
-        terms["fit"] = F.mse_loss(out.e_t_fit, target)
-        terms["uncertainty"] = cfg.lambda_uncertainty * out.e_t.sum()
-    if cfg.intrinsic:
+        "reinforce": (-out.log_pi * (R - out.baselines.detach())).sum(dim=1).mean(dim=-1),
+        # L_fit, the error network's regression on the error it predicts.
+        "fit": weights["fit"] * ((out.e_t_fit - target) ** 2).mean(dim=(1, 2, 3)),
+        # L_unc = lambda_1 sum_{b,t,k} e_t: reaches RAM through h_t and p_t, not f_e.
+        "uncertainty": weights["uncertainty"] * out.e_t.sum(dim=(1, 2, 3)),
         # Cross-entropy to the uniform label: sum_k -(1/K) log p_T[b, k], SUMMED over the batch
         # as in the released code (so lambda_intrinsic is tied to batch size 32).
-        terms["intrinsic"] = cfg.lambda_intrinsic * (-log_p_T.mean(dim=1)).sum()
-    return terms, reward
+        "intrinsic": weights["intrinsic"] * (-log_p_T.mean(dim=-1)).sum(dim=-1),
+    }, reward
 
 
-def make_optimizer(model, lr):
-    """Adam. fused: one kernel for all parameters instead of about ten small operations per
-    tensor, the same update within float rounding (tests/test_fast_paths.py)."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+class StackedAdam:
+    """Adam for a group: every parameter holds R runs, and each run has its own learning
+    rate. Adam is elementwise, so this is R independent Adams (betas 0.9 and 0.999, eps 1e-8)
+    that share their step count, as runs that train side by side do.
+
+    torch's fused Adam takes one learning rate, so it steps with lr 1, and each run then moves
+    its learning rate's share of the way: p <- p_before + lr_r (p_adam - p_before), which is
+    Adam's update with lr_r, up to float rounding (tests/test_fast_paths.py). A run with lr 0
+    does not move."""
+
+    def __init__(self, named_params):
+        self.names, params = zip(*named_params)
+        self.params = list(params)
+        self.adam = torch.optim.Adam(self.params, lr=1.0, fused=True)
+
+    def zero_grad(self):
+        self.adam.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def step(self, lr):
+        """lr: (R,) learning rates, one per run (0 for a run that must not move)."""
+        before = [p.detach().clone() for p in self.params]
+        self.adam.step()
+        lr = torch.as_tensor(lr, dtype=self.params[0].dtype, device=self.params[0].device)
+        for p, b in zip(self.params, before):
+            p.copy_(b.lerp_(p, lr.view((-1,) + (1,) * (p.dim() - 1))))
+
+    def run_state(self, r):
+        """Run r's Adam state, for its checkpoint."""
+        states = [self.adam.state.get(p, {}) for p in self.params]
+        return {"step": float(states[0]["step"]) if states[0] else 0.0,
+                "exp_avg": {n: s["exp_avg"][r].clone() for n, s in zip(self.names, states) if s},
+                "exp_avg_sq": {n: s["exp_avg_sq"][r].clone()
+                               for n, s in zip(self.names, states) if s}}
+
+    @torch.no_grad()
+    def load_run_state(self, r, state):
+        """Run r's part of the state; the runs of a group share the step count, that of the
+        runs that have taken the most steps."""
+        if not state["exp_avg"]:
+            return  # saved before the first step
+        for n, p in zip(self.names, self.params):
+            s = self.adam.state[p]
+            if not s:
+                s.update(step=torch.tensor(0.0, device=p.device),
+                         exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            # the runs still training have taken the most steps (one stopped early, fewer)
+            s["step"].fill_(max(float(s["step"]), state["step"]))
+            s["exp_avg"][r].copy_(state["exp_avg"][n])
+            s["exp_avg_sq"][r].copy_(state["exp_avg_sq"][n])
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+class Schedule:
+    """One run's learning rate. exp: init_lr x 0.95^epoch. plateau: ReduceLROnPlateau's rule
+    on the validation loss (x0.1 after more than lr_patience epochs without a relative
+    improvement of 1e-4)."""
 
+    def __init__(self, cfg):
+        self.kind, self.init_lr, self.patience = cfg.lr_schedule, cfg.init_lr, cfg.lr_patience
+        self.lr, self.epochs, self.best, self.bad_epochs = cfg.init_lr, 0, math.inf, 0
 
-class Interrupted(RuntimeError):
-    """SIGINT or SIGTERM during training: a resumable checkpoint has been saved."""
+    def step(self, valid_loss):
+        self.epochs += 1
+        if self.kind == "exp":
+            self.lr = self.init_lr * 0.95 ** self.epochs
+            return
+        if valid_loss < self.best * (1 - 1e-4):
+            self.best, self.bad_epochs = valid_loss, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.lr, self.bad_epochs = self.lr * 0.1, 0
 
-    def __init__(self, message, signum):
-        super().__init__(message)
-        self.signum = signum
+    def state_dict(self):
+        return dict(vars(self))
+
+    def load_state_dict(self, state):
+        vars(self).update(state)
 
 
 @dataclass
 class TrainState:
-    """Where training stands: all a resume needs besides the weights, the optimiser and the
-    generators. Saved as plain keys of the checkpoint."""
+    """Where a run's training stands: all a resume needs besides the weights, the optimiser,
+    the schedule and the generators. Saved as plain keys of the checkpoint."""
     epoch: int = 0  # epochs finished
     batch: int = 0  # batches finished in the current epoch
     global_step: int = 0
@@ -83,250 +165,331 @@ class TrainState:
     history: list = field(default_factory=list)  # one dict per epoch: epochs.csv
 
 
-class Trainer:
-    """Trains RecurrentAttention with Adam, validates every epoch, and keeps the latest and
-    the best checkpoints."""
+class Run:
+    """One run of a group: its settings, files, loaders, generator, schedule and state."""
 
-    def __init__(self, cfg, device):
-        self.cfg, self.device = cfg, torch.device(device)
-        self.name = run_name(cfg)
-        self.model = RecurrentAttention.from_config(cfg).to(self.device)
+    def __init__(self, cfg, generator, train_loader, valid_loader):
+        self.cfg, self.name, self.generator = cfg, run_name(cfg), generator
         self.ckpt_path = {kind: os.path.join(cfg.ckpt_dir, f"{self.name}_{kind}.pt")
                           for kind in ("latest", "best")}
         self.log_dir = os.path.join(cfg.logs_dir, self.name)
+        self.train_loader, self.valid_loader = train_loader, valid_loader
+        self.schedule, self.state = Schedule(cfg), TrainState()
+        self.writer = self.iter_log = None
+
+    @property
+    def active(self):
+        """Still training: not stopped early."""
+        return self.state.epochs_since_best < self.cfg.train_patience
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoints are kept."""
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM during training: resumable checkpoints have been saved."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
+class Trainer:
+    """Trains a group of runs (config.get_configs) with Adam, validates each run every epoch,
+    and keeps each run's latest and best checkpoints."""
+
+    def __init__(self, cfgs, device):
+        self.cfgs, self.cfg, self.device = cfgs, cfgs[0], torch.device(device)
+        self.model = RecurrentAttention.for_runs(cfgs).to(self.device)
+        self.weights = loss_weights(cfgs, self.device)
+        # Each run's policy noise (l_0 and every step's); its loaders use seed, seed + 1, + 2.
+        self.generators = [torch.Generator(self.device).manual_seed(cfg.random_seed + 3)
+                           for cfg in cfgs]
         self.forward_loss = self._forward_loss
-        if cfg.compile:
-            from torch._inductor import config as inductor_config
-            # Draw the random numbers with eager's generator, so that a compiled run samples
-            # the same locations as an eager one and resumes exactly.
-            inductor_config.fallback_random = True
+        if self.cfg.compile:
             self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
 
-    def _forward_loss(self, x, y):
-        """One training minibatch up to its loss: (locations l_0..l_T, loss terms, reward)."""
-        out = self.model(x, self.cfg.num_glimpses)
-        terms, reward = loss_terms(out, y, self.cfg)
+    def _forward_loss(self, x, y, noise):
+        """One minibatch of every run up to its loss: (locations, loss terms, reward)."""
+        out = self.model(x, self.cfg.num_glimpses, noise)
+        terms, reward = loss_terms(out, y, self.weights)
         return out.locations, terms, reward
 
+    def draw_noise(self, batch):
+        """l_0 (R, B, 2) and the policy noise eps (T, R, B, 2), each run's from its generator."""
+        T, l_0, eps = self.cfg.num_glimpses, [], []
+        for g in self.generators:
+            l_0.append(torch.empty(batch, 2, device=self.device).uniform_(-1, 1, generator=g))
+            eps.append(torch.randn(T, batch, 2, device=self.device, generator=g))
+        return torch.stack(l_0), torch.stack(eps, dim=1)
+
     # ---------------------------------------------------------------- training
-    def train(self, train_loader, valid_loader):
-        """Train from scratch, or with --resume=True from the latest checkpoint, until
-        --epochs or early stopping. SIGINT/SIGTERM save a resumable checkpoint first."""
-        self._start(train_loader, valid_loader)
+    def train(self, train_loaders, valid_loaders):
+        """Train from scratch, or with --resume=True from the latest checkpoints, until
+        --epochs or until every run has stopped early. SIGINT/SIGTERM save resumable
+        checkpoints first. train_loaders, valid_loaders: one of each per run."""
+        self.runs = [Run(*args) for args in zip(self.cfgs, self.generators, train_loaders,
+                                                valid_loaders)]
+        self._start()
         self.stop_signal = None
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for epoch in range(self.state.epoch, self.cfg.epochs):
-                if self.state.epochs_since_best >= self.cfg.train_patience:
-                    print(f"[!] no better validation accuracy for {self.cfg.train_patience} "
-                          f"epochs: stopped early.")
+            for epoch in range(self._epoch_done(), self.cfg.epochs):
+                for run in self.runs:
+                    if run.state.epoch == epoch and not run.active:
+                        print(f"[!] {run.name}: no better validation accuracy for "
+                              f"{self.cfg.train_patience} epochs: stopped early.")
+                if not any(run.active for run in self.runs):
                     break
-                self._epoch(epoch, train_loader, valid_loader)
+                self._epoch(epoch)
         finally:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
-            self.iter_log.close()
-            if self.writer is not None:
-                self.writer.close()
+            for run in self.runs:
+                if run.iter_log is not None:
+                    run.iter_log.close()
+                if run.writer is not None:
+                    run.writer.close()
 
-    def _start(self, train_loader, valid_loader):
-        """Optimiser, schedule, state (fresh or resumed) and logs."""
-        cfg = self.cfg
-        self.optimizer = make_optimizer(self.model, cfg.init_lr)
-        if cfg.lr_schedule == "exp":
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda epoch: 0.95**epoch)
-        else:
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="min", patience=cfg.lr_patience)
-        self.state = TrainState()
-        if cfg.resume:
-            self._resume(train_loader, valid_loader)
-        elif os.path.exists(self.ckpt_path["latest"]):
-            raise CheckpointError(
-                f"run {self.name} already has a checkpoint ({self.ckpt_path['latest']}); pass "
-                f"--resume=True to continue it, or move it away to train from scratch.")
-        os.makedirs(self.log_dir, exist_ok=True)
-        self.writer = self._open_writer()
-        self.iter_log = self._open_iteration_log()
-        print(f"[*] {self.name}: {train_loader.num_images} train, {valid_loader.num_images} "
-              f"valid images on {self.device}; epochs {self.state.epoch + 1}..{cfg.epochs}")
+    def _start(self):
+        """Optimiser, states (fresh or resumed) and logs."""
+        self.optimizer = StackedAdam(self.model.named_parameters())
+        for r, run in enumerate(self.runs):
+            if self.cfg.resume:
+                self._resume(r, run)
+            elif os.path.exists(run.ckpt_path["latest"]):
+                raise CheckpointError(
+                    f"run {run.name} already has a checkpoint ({run.ckpt_path['latest']}); pass "
+                    f"--resume=True to continue it, or move it away to train from scratch.")
+        self._epoch_done()  # the runs still training must be at the same step
+        for run in self.runs:
+            os.makedirs(run.log_dir, exist_ok=True)
+            run.writer = self._open_writer(run)
+            run.iter_log = self._open_iteration_log(run)
+        names = ", ".join(run.name for run in self.runs)
+        first = self.runs[0].train_loader
+        print(f"[*] {names}: {first.num_images} train, {self.runs[0].valid_loader.num_images} "
+              f"valid images each on {self.device}; epochs {self._epoch_done() + 1}.."
+              f"{self.cfg.epochs}")
 
-    def _epoch(self, epoch, train_loader, valid_loader):
-        """Train one epoch, validate, step the schedule, log and save."""
-        cfg, state = self.cfg, self.state
-        train_loss, train_acc = self.train_one_epoch(epoch, train_loader)
-        if train_loss is None:  # interrupted mid-epoch
-            self._save(train_loader, valid_loader, is_best=False)
+    def _epoch_done(self):
+        """The epoch the active runs have finished; they move in step, and a resume of runs
+        that stand at different places is refused."""
+        places = {(run.state.epoch, run.state.batch) for run in self.runs if run.active}
+        if len(places) > 1:
+            where = "; ".join(f"{run.name} at epoch {run.state.epoch + 1}, step "
+                              f"{run.state.batch + 1}" for run in self.runs if run.active)
+            raise CheckpointError(f"the runs of this group stand at different places ({where}); "
+                                  f"resume them separately.")
+        return min(run.state.epoch for run in self.runs) if not places else places.pop()[0]
+
+    def _epoch(self, epoch):
+        """Train one epoch, validate every run, step the schedules, log and save."""
+        training = [run.active for run in self.runs]  # a run stopped early keeps its files
+        train = self.train_one_epoch(epoch)
+        if train is None:  # interrupted mid-epoch
+            self._save(training, is_best=[False] * len(self.runs))
             self._raise_interrupted()
         # With --valid_size=0 the training metrics stand in for the validation ones.
-        valid_loss, valid_acc = (self.evaluate_loss(valid_loader) if valid_loader.num_images
-                                 else (train_loss, train_acc))
-        lr = self.optimizer.param_groups[0]["lr"]
-        if cfg.lr_schedule == "exp":
-            self.scheduler.step()
-        else:
-            self.scheduler.step(valid_loss)
-        is_best = valid_acc > state.best_valid_acc
-        state.epochs_since_best = 0 if is_best else state.epochs_since_best + 1
-        state.best_valid_acc = max(valid_acc, state.best_valid_acc)
-        state.epoch, state.batch, state.running = epoch + 1, 0, [0.0, 0, 0]
-        self._log_epoch(epoch, train_loss, train_acc, valid_loss, valid_acc, lr)
-        print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.3f} acc "
-              f"{100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
-              f"{100 * valid_acc:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
-        self._save(train_loader, valid_loader, is_best)
+        valid = (self.evaluate_loss([run.valid_loader for run in self.runs])
+                 if self.runs[0].valid_loader.num_images else train)
+        is_best = []
+        for run, (train_loss, train_acc), (valid_loss, valid_acc) in zip(self.runs, train, valid):
+            if not run.active:
+                is_best.append(False)
+                continue
+            state, lr = run.state, run.schedule.lr
+            run.schedule.step(valid_loss)
+            is_best.append(valid_acc > state.best_valid_acc)
+            state.epochs_since_best = 0 if is_best[-1] else state.epochs_since_best + 1
+            state.best_valid_acc = max(valid_acc, state.best_valid_acc)
+            state.epoch, state.batch, state.running = epoch + 1, 0, [0.0, 0, 0]
+            self._log_epoch(run, epoch, train_loss, train_acc, valid_loss, valid_acc, lr)
+            print(f"{run.name} epoch {epoch + 1}/{self.cfg.epochs}: train loss {train_loss:.3f} "
+                  f"acc {100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
+                  f"{100 * valid_acc:.2f}%{' [best]' if is_best[-1] else ''} | lr {lr:.2e}")
+        self._save(training, is_best)
         if self.stop_signal is not None:
             self._raise_interrupted()
 
     def _on_signal(self, signum, frame):
         """First SIGINT/SIGTERM: finish the current step, then save and stop. A second one
-        stops at once (the latest checkpoint on disk is still whole: saves are atomic)."""
+        stops at once (the latest checkpoints on disk are still whole: saves are atomic)."""
         self.stop_signal = signum
         signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else
                       signal.default_int_handler)
-        print(f"\n[!] {signal.Signals(signum).name}: saving a checkpoint after this step "
+        print(f"\n[!] {signal.Signals(signum).name}: saving checkpoints after this step "
               f"(send it again to stop at once)", flush=True)
 
     def _raise_interrupted(self):
+        state = next(run.state for run in self.runs if run.active)
         raise Interrupted(
             f"interrupted by {signal.Signals(self.stop_signal).name} at epoch "
-            f"{self.state.epoch + 1}, step {self.state.batch}; checkpoint saved to "
-            f"{self.ckpt_path['latest']}; to continue, run the same command with "
-            f"--resume=True.", self.stop_signal)
+            f"{state.epoch + 1}, step {state.batch}; checkpoints saved to "
+            f"{self.cfg.ckpt_dir}; to continue, run the same command with --resume=True.",
+            self.stop_signal)
 
-    def train_one_epoch(self, epoch, loader):
-        """One pass over the training set; returns the epoch's mean loss and accuracy, or
-        (None, None) if a signal asked to stop before the end of the epoch.
+    def train_one_epoch(self, epoch):
+        """One pass over every run's training set; returns each run's mean loss and accuracy
+        over the epoch, or None if a signal asked to stop before the end of the epoch.
 
         The running loss and accuracy (means over the epoch so far) are logged every
         iteration: the paper's convergence figure plots them over the first epoch."""
         self.model.train()
-        state = self.state
-        loss_sum, correct, seen = state.running
-        bar = tqdm(total=len(loader), initial=state.batch, desc=f"epoch {epoch + 1}",
+        runs = self.runs
+        lr = [run.schedule.lr if run.active else 0.0 for run in runs]
+        lead = next(run for run in runs if run.active)  # where the training runs stand
+        loaders = [run.train_loader for run in runs]
+        bar = tqdm(total=len(loaders[0]), initial=lead.state.batch, desc=f"epoch {epoch + 1}",
                    leave=False, dynamic_ncols=True)
-        for x, y in loader:
+        for batches in zip(*loaders):
+            x = torch.stack([b[0] for b in batches])
+            y = torch.stack([b[1] for b in batches])
             # A last, smaller batch runs eagerly rather than compiling a second graph.
-            full = len(y) == self.cfg.batch_size
-            locations, terms, reward = (self.forward_loss if full else self._forward_loss)(x, y)
-            if state.batch == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
-                n = 9  # the first images of the epoch's first batch
-                save_glimpse_trace(os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
-                                   x[:n], locations[:, :n], self.cfg, self.name)
-            loss = sum(terms.values())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            full = y.shape[1] == self.cfg.batch_size
+            locations, terms, reward = (self.forward_loss if full else self._forward_loss)(
+                x, y, self.draw_noise(y.shape[1]))
+            if lead.state.batch == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
+                self._save_traces(epoch, x, locations)
+            self.optimizer.zero_grad()
+            sum(terms.values()).sum().backward()
             # detach: plain numbers for the logs, outside the graph (one copy off the device).
-            values = torch.stack([loss.detach(), reward.sum()] +
-                                 [t.detach() for t in terms.values()]).tolist()
-            self._check_finite(values, terms, epoch)
-            self.optimizer.step()
-            B = len(y)
-            loss_sum, correct, seen = loss_sum + values[0] * B, correct + values[1], seen + B
-            state.batch += 1
-            state.global_step += 1
-            state.running = [loss_sum, correct, seen]
-            self._log_iteration(epoch, loss_sum / seen, correct / seen,
-                                dict(zip(terms, values[2:])))
+            values = torch.stack([reward.sum(dim=1)] + [t.detach() for t in terms.values()])
+            values = values.T.tolist()  # per run: reward sum, then the terms
+            self._check_finite(values, list(terms), epoch)
+            self.optimizer.step(lr)
+            for run, v in zip(runs, values):
+                if run.active:
+                    self._count(run, epoch, v, list(terms), len(y[0]))
             bar.update()
-            if state.batch % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%",
-                                refresh=False)
-            if self.stop_signal is not None and state.batch < len(loader):
+            if self.stop_signal is not None and lead.state.batch < len(loaders[0]):
                 bar.close()
-                return None, None
+                return None
         bar.close()
-        return loss_sum / seen, correct / seen
+        # a run stopped early saw nothing this epoch
+        return [(loss / seen, correct / seen) if seen else (math.nan, math.nan)
+                for loss, correct, seen in (run.state.running for run in runs)]
 
-    def _check_finite(self, values, terms, epoch):
-        """Stop before an update with a NaN or infinite loss; values: loss, reward sum, terms."""
-        if not all(np.isfinite(values)):
-            named = ", ".join(f"{k} {v:.4g}" for k, v in zip(terms, values[2:]))
-            raise TrainingDiverged(
-                f"the loss became {values[0]} at epoch {epoch + 1}, step {self.state.batch + 1} "
-                f"({named}); stopped before the update, the last good checkpoint is kept.")
+    def _count(self, run, epoch, values, names, B):
+        """One step of a run: its running sums, counters and logs."""
+        state = run.state
+        terms = {n: v for n, v in zip(names, values[1:])
+                 if n not in OPTIONAL_TERMS or getattr(run.cfg, OPTIONAL_TERMS[n])}
+        loss_sum, correct, seen = state.running
+        state.running = [loss_sum + sum(terms.values()) * B, correct + values[0], seen + B]
+        state.batch += 1
+        state.global_step += 1
+        self._log_iteration(run, epoch, state.running[0] / state.running[2],
+                            state.running[1] / state.running[2], terms)
+
+    def _check_finite(self, values, names, epoch):
+        """Stop before an update in which a running run's loss is NaN or infinite, naming the
+        run, the step and its terms; values: per run, reward sum, then the terms."""
+        for run, v in zip(self.runs, values):
+            if run.active and not all(math.isfinite(t) for t in v):
+                named = ", ".join(f"{n} {t:.4g}" for n, t in zip(names, v[1:])
+                                  if n not in OPTIONAL_TERMS or getattr(run.cfg, OPTIONAL_TERMS[n]))
+                raise TrainingDiverged(
+                    f"the loss of {run.name} became {sum(v[1:])} at epoch {epoch + 1}, step "
+                    f"{run.state.batch + 1} ({named}); stopped before the update, the last good "
+                    f"checkpoints of every run are kept.")
 
     @torch.no_grad()
-    def evaluate_loss(self, loader):
-        """Mean loss (all terms of the objective) and accuracy after T glimpses."""
+    def evaluate_loss(self, loaders):
+        """Each run's mean loss (all terms of its objective) and accuracy after T glimpses
+        on its own loader: a list of (loss, accuracy), one per run."""
         self.model.eval()
-        loss_sum, correct, seen = 0.0, 0.0, 0
-        for x, y in loader:
-            _, terms, reward = self._forward_loss(x, y)
-            loss_sum += sum(terms.values()).item() * len(y)
-            correct += reward.sum().item()
-            seen += len(y)
-        return loss_sum / seen, correct / seen
+        sums = torch.zeros(2, len(self.runs), dtype=torch.float64)
+        seen = 0
+        for batches in zip(*loaders):
+            x = torch.stack([b[0] for b in batches])
+            y = torch.stack([b[1] for b in batches])
+            _, terms, reward = self._forward_loss(x, y, self.draw_noise(y.shape[1]))
+            loss = sum(terms.values())  # a run without a term has it weighted 0
+            sums += torch.stack([loss * y.shape[1], reward.sum(dim=1)]).double().cpu()
+            seen += y.shape[1]
+        return [(loss / seen, correct / seen) for loss, correct in sums.T.tolist()]
 
     # ---------------------------------------------------------------- checkpoints
-    def _save(self, train_loader, valid_loader, is_best):
-        ckpt = {
-            "config": vars(self.cfg), "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "data": {"train": train_loader.state_dict(self.state.batch),
-                     "valid": valid_loader.state_dict()},
-            "rng": rng_state(), **asdict(self.state),
-        }
-        save_checkpoint(ckpt, self.ckpt_path["latest"])
-        if is_best:
-            save_checkpoint(ckpt, self.ckpt_path["best"])
+    def _save(self, runs, is_best):
+        """The latest checkpoint of the runs marked in `runs`, and their best where marked."""
+        for r, run in enumerate(self.runs):
+            if not runs[r]:
+                continue
+            ckpt = {
+                "config": vars(run.cfg), "model": self.model.run_state(r),
+                "optimizer": self.optimizer.run_state(r), "schedule": run.schedule.state_dict(),
+                "data": {"train": run.train_loader.state_dict(run.state.batch),
+                         "valid": run.valid_loader.state_dict()},
+                "rng": {"policy": run.generator.get_state()}, **asdict(run.state),
+            }
+            save_checkpoint(ckpt, run.ckpt_path["latest"])
+            if is_best[r]:
+                save_checkpoint(ckpt, run.ckpt_path["best"])
 
-    def _resume(self, train_loader, valid_loader):
-        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, TRAINING)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        train_loader.load_state_dict(ckpt["data"]["train"])
-        valid_loader.load_state_dict(ckpt["data"]["valid"])
-        set_rng_state(ckpt["rng"])
-        self.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
-        print(f"[*] resuming {self.name} from {self.ckpt_path['latest']} at epoch "
-              f"{self.state.epoch + 1}, step {self.state.batch + 1}")
+    def _resume(self, r, run):
+        ckpt = load_checkpoint(run.ckpt_path["latest"], run.cfg, TRAINING)
+        self.model.load_run_state(r, ckpt["model"])
+        self.optimizer.load_run_state(r, ckpt["optimizer"])
+        run.schedule.load_state_dict(ckpt["schedule"])
+        run.train_loader.load_state_dict(ckpt["data"]["train"])
+        run.valid_loader.load_state_dict(ckpt["data"]["valid"])
+        run.generator.set_state(ckpt["rng"]["policy"])
+        run.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+        print(f"[*] resuming {run.name} from {run.ckpt_path['latest']} at epoch "
+              f"{run.state.epoch + 1}, step {run.state.batch + 1}")
 
     # ---------------------------------------------------------------- logging
-    def _open_writer(self):
+    def _save_traces(self, epoch, x, locations):
+        """The first images of the epoch's first batch and their glimpses, per run."""
+        n = 9
+        for r, run in enumerate(self.runs):
+            if run.active:
+                save_glimpse_trace(os.path.join(run.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
+                                   x[r, :n], locations[r, :, :n], run.cfg, run.name)
+
+    def _open_writer(self, run):
         if not self.cfg.use_tensorboard:
             return None
         from torch.utils.tensorboard import SummaryWriter
         # purge_step drops events logged after the checkpoint by a run that was interrupted.
-        return SummaryWriter(self.log_dir, purge_step=self.state.global_step or None)
+        return SummaryWriter(run.log_dir, purge_step=run.state.global_step or None)
 
-    def _open_iteration_log(self):
+    def _open_iteration_log(self, run):
         """CSV of the running train loss and accuracy at every iteration; on resume it is cut
         back to the checkpoint's step, so it matches a run that was never interrupted."""
-        path = os.path.join(self.log_dir, "train_iterations.csv")
+        path = os.path.join(run.log_dir, "train_iterations.csv")
         rows = []
         if self.cfg.resume and os.path.exists(path):
             with open(path, newline="") as f:
-                rows = list(csv.reader(f))[1:1 + self.state.global_step]
+                rows = list(csv.reader(f))[1:1 + run.state.global_step]
         f = open(path, "w", newline="")
-        self._iter_csv = csv.writer(f)
-        self._iter_csv.writerows([["epoch", "iteration", "global_step", "running_loss",
-                                   "running_acc"]] + rows)
+        run.iter_csv = csv.writer(f)
+        run.iter_csv.writerows([["epoch", "iteration", "global_step", "running_loss",
+                                 "running_acc"]] + rows)
         return f
 
-    def _log_iteration(self, epoch, running_loss, running_acc, terms):
-        step = self.state.global_step
-        self._iter_csv.writerow([epoch + 1, self.state.batch, step, f"{running_loss:.6f}",
-                                 f"{running_acc:.6f}"])
-        if self.writer is not None:
-            self.writer.add_scalar("train/running_loss", running_loss, step)
-            self.writer.add_scalar("train/running_acc", running_acc, step)
+    def _log_iteration(self, run, epoch, running_loss, running_acc, terms):
+        step = run.state.global_step
+        run.iter_csv.writerow([epoch + 1, run.state.batch, step, f"{running_loss:.6f}",
+                               f"{running_acc:.6f}"])
+        if run.writer is not None:
+            run.writer.add_scalar("train/running_loss", running_loss, step)
+            run.writer.add_scalar("train/running_acc", running_acc, step)
             for name, value in terms.items():
-                self.writer.add_scalar(f"loss/{name}", value, step)
+                run.writer.add_scalar(f"loss/{name}", value, step)
 
-    def _log_epoch(self, epoch, train_loss, train_acc, valid_loss, valid_acc, lr):
+    def _log_epoch(self, run, epoch, train_loss, train_acc, valid_loss, valid_acc, lr):
         """epochs.csv is rewritten from the checkpointed history, so that it never holds an
         epoch that the latest checkpoint does not."""
         row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
                    valid_loss=valid_loss, valid_acc=valid_acc, lr=lr)
-        self.state.history.append(row)
-        with open(os.path.join(self.log_dir, "epochs.csv"), "w", newline="") as f:
+        run.state.history.append(row)
+        with open(os.path.join(run.log_dir, "epochs.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
-            w.writerows(self.state.history)
-        if self.writer is not None:
+            w.writerows(run.state.history)
+        if run.writer is not None:
             for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
-                self.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)
-
+                run.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)

@@ -1,11 +1,9 @@
-"""Leaf utilities: atomic file writes, checkpoint files, random-generator states, glimpse
-traces. Nothing here imports the rest of the project."""
+"""Leaf utilities: atomic file writes, checkpoint files, glimpse traces. Nothing here imports
+the rest of the project."""
 import glob
 import json
 import os
-import random
 
-import numpy as np
 import torch
 
 
@@ -58,28 +56,6 @@ def load_checkpoint(path, cfg=None, keys=()):
     if differ:
         raise CheckpointError(f"{path} was made with other settings: {'; '.join(differ)}.")
     return ckpt
-
-
-def rng_state():
-    """Every global random state, so that resume is exact (the data order and translations
-    have generators of their own, saved with the loader). Plain types and tensors only, so
-    that the checkpoint loads with weights_only=True."""
-    np_state = np.random.get_state(legacy=False)
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": [torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                      np_state["state"]["pos"], np_state["has_gauss"], np_state["gauss"]],
-            "python": random.getstate()}
-
-
-def set_rng_state(state):
-    """Restore what rng_state saved."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
 
 
 def save_glimpse_trace(path, images, locations, cfg, run):

@@ -1,7 +1,9 @@
 """Shared set-up: the repository root on sys.path (so `python -m pytest tests` works from the
 repository root), one torch thread, a `device` parametrisation (CPU always, CUDA where there
 is one); and the helpers several test files use: the repository's paths, the real command
-line, settings from flags, and small models built from named settings."""
+line, settings from flags (one run or a group), small models built from named settings, and
+the comparison of two training checkpoints."""
+import dataclasses
 import os
 import sys
 
@@ -62,8 +64,13 @@ def cli(*args, timeout=300):
 
 
 def settings(*flags):
-    """The settings main.py would run with on these flags (config.get_config)."""
+    """The settings main.py would run with on these flags (config.get_config): one run."""
     return config.get_config(list(flags))
+
+
+def group_settings(*flags):
+    """The settings of every run of the group these flags name (config.get_configs)."""
+    return config.get_configs(list(flags))
 
 
 # ------------------------------------------------------------------------------- models
@@ -77,7 +84,38 @@ SMALL_ARCH = dict(MNIST_ARCH, glimpse_hidden=32, loc_hidden=32, hidden_size=64)
 
 
 def tiny_model(seed=0, **overrides):
-    """RecurrentAttention(**SMALL_ARCH) with `overrides`, its weights drawn after
-    torch.manual_seed(seed)."""
+    """RecurrentAttention(**SMALL_ARCH) with `overrides` (runs=R for a group of R runs), its
+    weights drawn after torch.manual_seed(seed)."""
     torch.manual_seed(seed)
     return RecurrentAttention(**{**SMALL_ARCH, **overrides})
+
+
+# ------------------------------------------------------------------------------- checkpoints
+def flatten(d, prefix=""):
+    """A nested dict as one dict of 'a/b/c' keys."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def assert_same_training_state(a, b):
+    """Two training checkpoints hold the same training: every entry but the settings (which
+    name the folders) equal, tensors bit for bit: the weights, the optimiser, the schedule,
+    the policy's generator, the loaders' states (data order and translations) and every field
+    of trainer.TrainState."""
+    from trainer import TrainState
+    assert set(a) == set(b)
+    assert {"model", "optimizer", "schedule", "rng", "data"} <= set(a)
+    assert {f.name for f in dataclasses.fields(TrainState)} <= set(a)
+    flat_a = flatten({k: v for k, v in a.items() if k != "config"})
+    flat_b = flatten({k: v for k, v in b.items() if k != "config"})
+    assert flat_a.keys() == flat_b.keys()
+    for k in flat_a:
+        if torch.is_tensor(flat_a[k]):
+            assert torch.equal(flat_a[k], flat_b[k]), f"{k} differs"
+        else:
+            assert flat_a[k] == flat_b[k], f"{k} differs: {flat_a[k]} != {flat_b[k]}"

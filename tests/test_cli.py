@@ -48,6 +48,12 @@ def _nothing_written(tmp):
     (["--protocol=paper"], "invalid choice: 'paper'"),
     (["--checkpoint=pretrained/x_best.pt"], "--checkpoint names a checkpoint to test: pass "
                                             "--is_train=False"),
+    # the grouped flags: a bad value anywhere in a list, a group where one run is expected
+    (["--random_seed=1,x"], "expected int values"),
+    (["--lambda_intrinsic=0.1,-1", "--intrinsic=True"], "--lambda_intrinsic must not be negative"),
+    (["--uncertainty=True,ture"], "expected True or False, got 'ture'"),
+    (["--is_train=False", "--checkpoint=pretrained/x_best.pt", "--random_seed=1,2"],
+     "--checkpoint names one checkpoint"),
 ])
 def test_impossible_settings_and_bad_flags_are_one_sentence_and_exit_2(flags, message,
                                                                         tmp_path):

@@ -140,7 +140,7 @@ def test_learning_not_just_running(in_tmp):
     Measured on a 2-core CPU: 60-72% for seeds 1-3 in about 18 s."""
     cfg = settings(*base_args(in_tmp), "--subset=10000", "--epochs=3", "--init_lr=1e-3",
                    "--plot_freq=0", "--random_seed=2")
-    acc = main.run(cfg)  # the test accuracy of the best checkpoint
+    (acc,) = main.run([cfg])  # the test accuracy of the best checkpoint, a group of one
     assert acc > 0.35, acc
     name = config.run_name(cfg)
     epochs = read_csv(in_tmp / "logs" / name / "epochs.csv")

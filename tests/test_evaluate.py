@@ -5,7 +5,7 @@ import torch
 
 from evaluate import (accuracy_curve, dynamic_glimpses, monte_carlo, run_glimpses,
                       stop_condition, stop_profile)
-from conftest import SMALL_ARCH, tiny_model
+from conftest import tiny_model
 
 
 def probs(*rows):
@@ -157,10 +157,16 @@ def test_curve_at_n_equals_a_separate_fixed_n_evaluation():
 
 def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypatch):
     model = tiny_model(std=1e-12).eval()  # a deterministic policy: l_t = mu_t
-    l_0 = torch.tensor([[0.2, -0.3]])
-    hidden = SMALL_ARCH["hidden_size"]
-    monkeypatch.setattr(model, "initial_state",
-                        lambda x: (x.new_zeros(len(x), hidden), l_0.expand(len(x), 2).clone()))
+    l_0 = torch.tensor([0.2, -0.3])
+    forward = model.forward
+
+    def fixed_l_0(x, num_glimpses, noise=None):  # every copy starts at l_0
+        assert noise is None  # run_glimpses draws from the global generator
+        R, B = x.shape[:2]
+        return forward(x, num_glimpses, (l_0.expand(R, B, 2).clone(),
+                                         torch.randn(num_glimpses, R, B, 2)))
+
+    monkeypatch.setattr(model, "forward", fixed_l_0)
     torch.manual_seed(2)
     batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
     for protocol in ("ours", "author"):
@@ -198,7 +204,7 @@ def test_copy_m_of_image_b_is_the_row_the_protocol_puts_it_in(protocol, layout):
     lp, _, _ = run_glimpses(model, [(x, y)], 3, M=2, seed=9, protocol=protocol)
     torch.manual_seed(9 if protocol == "author" else 9 * 1_000_003)
     rows = x.repeat(2, 1, 1, 1) if layout == "repeat" else x.repeat_interleave(2, dim=0)
-    direct = model(rows, 3).log_probs  # (N, B * M, K)
+    direct = model(rows[None], 3).log_probs[0]  # (N, B * M, K): a group of one run
     for b in range(4):
         for m in range(2):
             row = m * 4 + b if layout == "repeat" else b * 2 + m

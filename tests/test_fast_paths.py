@@ -1,153 +1,247 @@
-"""The fast paths compute what the plain ones do: two layers summed in one buffer, heads applied
-after the loop, fused Adam, the compiled training step. Each is compared with a plain reference
-written here from docs/method.md ("The model", "Objective"), on values and on gradients."""
+"""The fast paths compute what the plain ones do: R runs' layers stacked into batched products
+(two layers summed in one buffer), heads applied after the loop, StackedAdam (fused Adam with
+one learning rate per run), the compiled training step. Each is compared with a plain
+reference written here from docs/method.md ("The model", "Objective"), one run at a time with
+plain nn.Linear layers and torch.optim.Adam, on values and on gradients."""
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import MNIST_ARCH, TRANSLATED_ARCH, settings, tiny_model
-from model import RecurrentAttention
+from model import Glimpses, RecurrentAttention
 from modules import CoreNetwork, GlimpseNetwork
-from trainer import loss_terms, make_optimizer
+from trainer import StackedAdam, loss_terms, loss_weights
 
-CFG = SimpleNamespace(uncertainty=True, intrinsic=True, lambda_uncertainty=1e-2,
-                      lambda_intrinsic=0.1)
+# Two runs with different variants and loss weights: every term on for the first.
+CFGS = [SimpleNamespace(uncertainty=True, intrinsic=True, lambda_uncertainty=1e-2,
+                        lambda_intrinsic=0.1),
+        SimpleNamespace(uncertainty=False, intrinsic=True, lambda_uncertainty=1e-2,
+                        lambda_intrinsic=0.3)]
 
 
 def grads(outputs, params):
     return torch.autograd.grad(outputs, params, allow_unused=True)
 
 
-def test_merged_glimpse_layers_equal_two_separate_layers(device):
+def linear(stacked, r):
+    """Run r's copy of a StackedLinear as a plain nn.Linear of its own (a copy of the
+    weights: its gradients are its own)."""
+    out_features, in_features = stacked.weight.shape[1:]
+    layer = nn.Linear(in_features, out_features).to(stacked.weight.device)
+    with torch.no_grad():
+        layer.weight.copy_(stacked.weight[r])
+        layer.bias.copy_(stacked.bias[r])
+    return layer
+
+
+def test_stacked_glimpse_layers_equal_R_separate_layers(device):
+    R = 3
     torch.manual_seed(0)
-    net = GlimpseNetwork(64, 128, 128).to(device)
-    rho, l = torch.randn(16, 64, device=device), torch.rand(16, 2, device=device) * 2 - 1
-    plain = F.relu(net.fc3(F.relu(net.fc1(rho))) + net.fc4(F.relu(net.fc2(l))))
-    merged = net(rho, l)
-    torch.testing.assert_close(merged, plain, atol=1e-6, rtol=1e-5)
-    w = torch.randn_like(plain)
-    params = list(net.parameters())
-    for a, b in zip(grads((merged * w).sum(), params), grads((plain * w).sum(), params)):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    net = GlimpseNetwork(R, 64, 128, 128).to(device)
+    rho, l = torch.randn(R, 16, 64, device=device), torch.rand(R, 16, 2, device=device) * 2 - 1
+    stacked = net(rho, l)
+    w = torch.randn_like(stacked)
+    stacked_grads = grads((stacked * w).sum(), list(net.parameters()))
+    names = [n for n, _ in net.named_parameters()]
+    for r in range(R):
+        fc1, fc2, fc3, fc4 = (linear(getattr(net, f"fc{i}"), r) for i in (1, 2, 3, 4))
+        plain = F.relu(fc3(F.relu(fc1(rho[r]))) + fc4(F.relu(fc2(l[r]))))
+        torch.testing.assert_close(stacked[r], plain, atol=1e-6, rtol=1e-5)
+        layers = {"fc1": fc1, "fc2": fc2, "fc3": fc3, "fc4": fc4}
+        plain_params = [getattr(layers[n.split(".")[0]], n.split(".")[1]) for n in names]
+        for name, a, b in zip(names, stacked_grads, grads((plain * w[r]).sum(), plain_params)):
+            torch.testing.assert_close(a[r], b, atol=1e-5, rtol=1e-5, msg=name)
 
 
-def test_merged_core_layers_equal_two_separate_layers(device):
+def test_stacked_core_layers_equal_R_separate_layers(device):
+    R = 3
     torch.manual_seed(1)
-    net = CoreNetwork(256, 256).to(device)
-    g = torch.randn(16, 256, device=device, requires_grad=True)
-    h = torch.randn(16, 256, device=device, requires_grad=True)
-    plain = F.relu(net.i2h(g) + net.h2h(h))
-    merged = net(g, h)
-    torch.testing.assert_close(merged, plain, atol=1e-6, rtol=1e-5)
-    w = torch.randn_like(plain)
-    inputs = list(net.parameters()) + [g, h]
-    for a, b in zip(grads((merged * w).sum(), inputs), grads((plain * w).sum(), inputs)):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    net = CoreNetwork(R, 256, 256).to(device)
+    g = torch.randn(R, 16, 256, device=device, requires_grad=True)
+    h = torch.randn(R, 16, 256, device=device, requires_grad=True)
+    stacked = net(g, h)
+    w = torch.randn_like(stacked)
+    stacked_grads = grads((stacked * w).sum(), [net.i2h.weight, net.i2h.bias, net.h2h.weight,
+                                                net.h2h.bias, g, h])
+    for r in range(R):
+        i2h, h2h = linear(net.i2h, r), linear(net.h2h, r)
+        plain = F.relu(i2h(g[r]) + h2h(h[r]))
+        torch.testing.assert_close(stacked[r], plain, atol=1e-6, rtol=1e-5)
+        plain_grads = grads((plain * w[r]).sum(), [i2h.weight, i2h.bias, h2h.weight, h2h.bias,
+                                                   g, h])
+        for a, b in zip(stacked_grads[:4], plain_grads[:4]):
+            torch.testing.assert_close(a[r], b, atol=1e-5, rtol=1e-5)
+        for a, b in zip(stacked_grads[4:], plain_grads[4:]):  # the inputs' gradients
+            torch.testing.assert_close(a[r], b[r], atol=1e-5, rtol=1e-5)
 
 
-def test_merged_layers_keep_the_paper_parameterisation():
-    """fc3/fc4 and i2h/h2h stay separate parameters, initialised as nn.Linear would."""
+def test_stacked_layers_keep_the_paper_parameterisation():
+    """fc3/fc4 and i2h/h2h stay separate parameters, R copies of each, initialised as
+    nn.Linear would; a run's state has the shapes of a single model."""
     torch.manual_seed(3)
-    model = RecurrentAttention(**MNIST_ARCH)
+    model = RecurrentAttention(**MNIST_ARCH, runs=2)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert shapes["glimpse.fc3.weight"] == shapes["glimpse.fc4.weight"] == (256, 128)
-    assert shapes["core.i2h.weight"] == shapes["core.h2h.weight"] == (256, 256)
-    assert shapes["glimpse.fc3.bias"] == shapes["glimpse.fc4.bias"] == (256,)
+    assert shapes["glimpse.fc3.weight"] == shapes["glimpse.fc4.weight"] == (2, 256, 128)
+    assert shapes["core.i2h.weight"] == shapes["core.h2h.weight"] == (2, 256, 256)
+    assert shapes["glimpse.fc3.bias"] == shapes["glimpse.fc4.bias"] == (2, 256)
+    one = {k: tuple(v.shape) for k, v in model.run_state(1).items()}
+    assert one == {k: v[1:] for k, v in shapes.items()}
+    assert one["glimpse.fc3.weight"] == (256, 128)
     bound = 1 / math.sqrt(128)
     for name in ("fc3", "fc4"):
         layer = getattr(model.glimpse, name)
-        assert layer.bias.abs().max() <= bound and layer.bias.abs().max() > 0.9 * bound
+        for r in range(2):
+            assert layer.bias[r].abs().max() <= bound and layer.bias[r].abs().max() > 0.9 * bound
+    assert not torch.equal(model.glimpse.fc3.weight[0], model.glimpse.fc3.weight[1])
 
 
-def plain_unroll(model, x, T, std):
-    """The step of docs/method.md ("The model") with every network applied inside the loop,
-    separate layers throughout, log pi computed per step: the reference for the model's fast
-    unroll."""
+def plain_unroll(model, r, x, T, std, l_0, eps):
+    """Run r of the model, by the step of docs/method.md ("The model"): every network applied
+    inside the loop, run r's copy of each layer as a plain nn.Linear of its own, log pi
+    computed per step, the given l_0 (B, 2) and noise eps (T, B, 2). Returns Glimpses with a
+    run dimension of one, and the plain layers by the model's parameter names."""
     B = x.shape[0]
+    layers = {name: linear(module, r) for name, module in model.named_modules()
+              if hasattr(module, "weight") and name}
+    G = {k.split(".")[1]: v for k, v in layers.items() if k.startswith("glimpse.")}
+    C = {k.split(".")[1]: v for k, v in layers.items() if k.startswith("core.")}
+    loc, act, base, err = (layers[f"{n}.fc"] for n in ("location", "action", "baseline", "error"))
     h = torch.zeros(B, model.hidden_size, device=x.device)
-    l = torch.empty(B, 2, device=x.device).uniform_(-1, 1)
-    G, C = model.glimpse, model.core
-    log_probs, log_pis, baselines, e_ts, e_fits = [], [], [], [], []
-    for _ in range(T):
+    l = l_0
+    locations, log_probs, log_pis, baselines, e_ts, e_fits = [l], [], [], [], [], []
+    for t in range(T):
         rho = model.retina(x, l)
-        g = F.relu(G.fc3(F.relu(G.fc1(rho))) + G.fc4(F.relu(G.fc2(l))))
-        h = F.relu(C.i2h(g) + C.h2h(h))
-        mu = torch.clamp(model.location.fc(h.detach()), -1, 1)
-        l = torch.clamp(mu + std * torch.randn_like(mu), -1, 1).detach()
+        g = F.relu(G["fc3"](F.relu(G["fc1"](rho))) + G["fc4"](F.relu(G["fc2"](l))))
+        h = F.relu(C["i2h"](g) + C["h2h"](h))
+        mu = torch.clamp(loc(h.detach()), -1, 1)
+        l = torch.clamp(mu + std * eps[t], -1, 1).detach()
+        locations.append(l)
         log_pis.append(torch.distributions.Normal(mu, std).log_prob(l).sum(-1))
-        log_p = F.log_softmax(model.action.fc(h), dim=-1)
+        log_p = F.log_softmax(act(h), dim=-1)
         log_probs.append(log_p)
-        baselines.append(F.relu(model.baseline.fc(h.detach())).squeeze(-1))
-        e_t, e_fit = model.error(h, log_p.exp())
-        e_ts.append(e_t)
-        e_fits.append(e_fit)
-    return SimpleNamespace(log_probs=torch.stack(log_probs), log_pi=torch.stack(log_pis),
-                           baselines=torch.stack(baselines), e_t=torch.stack(e_ts),
-                           e_t_fit=torch.stack(e_fits))
+        baselines.append(F.relu(base(h.detach())).squeeze(-1))
+        z = torch.cat([h, log_p.exp()], dim=-1)
+        e_ts.append(F.relu(F.linear(z, err.weight.detach(), err.bias.detach())))
+        e_fits.append(F.relu(err(z.detach())))
+    out = Glimpses(*(torch.stack(v)[None] for v in (log_probs, locations, log_pis, baselines,
+                                                     e_ts, e_fits)))
+    params = {f"{name}.{kind}": getattr(layer, kind) for name, layer in layers.items()
+              for kind in ("weight", "bias")}
+    return out, params
 
 
 @pytest.mark.parametrize("arch,size", [(MNIST_ARCH, 28), (TRANSLATED_ARCH, 60)],
                          ids=["mnist", "translated"])
 def test_fast_unroll_gives_the_plain_losses_and_gradients(arch, size, device):
-    """The paper's two models: every loss term and every parameter's gradient."""
+    """The paper's two models, a group of two runs with different variants and loss weights:
+    each run's locations, every loss term and every parameter's gradient equal those of a
+    plain unroll of that run alone, given the same l_0 and policy noise."""
+    R, B, T = len(CFGS), 32, 6
     torch.manual_seed(4)
-    model = RecurrentAttention(**arch).to(device)
+    model = RecurrentAttention(**arch, runs=R).to(device)
     std = arch["std"]
-    x = torch.randn(32, 1, size, size, device=device)
-    y = torch.randint(0, 10, (32,), device=device)
-    params = list(model.parameters())
-    results = []
-    for unroll in (lambda: model(x, 6), lambda: plain_unroll(model, x, 6, std)):
-        torch.manual_seed(5)  # the same l_0 and policy noise for both
-        terms, reward = loss_terms(unroll(), y, CFG)
-        results.append((terms, reward, grads(sum(terms.values()), params)))
-    (fast, r_fast, g_fast), (plain, r_plain, g_plain) = results
-    assert torch.equal(r_fast, r_plain)
-    for name in plain:
-        torch.testing.assert_close(fast[name], plain[name], atol=1e-5, rtol=1e-4)
-    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_plain):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    x = torch.randn(R, B, 1, size, size, device=device)
+    y = torch.randint(0, 10, (R, B), device=device)
+    l_0 = torch.rand(R, B, 2, device=device) * 2 - 1
+    eps = torch.randn(T, R, B, 2, device=device)
+    out = model(x, T, (l_0, eps))
+    fast, r_fast = loss_terms(out, y, loss_weights(CFGS, device))
+    assert set(fast) == {"action", "baseline", "reinforce", "fit", "uncertainty", "intrinsic"}
+    assert all(v.shape == (R,) for v in fast.values())
+    names = [n for n, _ in model.named_parameters()]
+    g_fast = dict(zip(names, grads(sum(fast.values()).sum(), list(model.parameters()))))
+    for r in range(R):
+        plain_out, plain_params = plain_unroll(model, r, x[r], T, std, l_0[r], eps[:, r])
+        plain, r_plain = loss_terms(plain_out, y[r:r + 1], loss_weights(CFGS[r:r + 1], device))
+        torch.testing.assert_close(out.locations[r], plain_out.locations[0], atol=1e-6, rtol=0)
+        assert torch.equal(r_fast[r], r_plain[0])
+        for name in plain:
+            torch.testing.assert_close(fast[name][r], plain[name][0], atol=1e-5, rtol=1e-4,
+                                       msg=name)
+        g_plain = grads(sum(plain.values()).sum(), [plain_params[n] for n in names])
+        for name, b in zip(names, g_plain):
+            a = g_fast[name][r]
+            b = torch.zeros_like(a) if b is None else b
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"run {r}: {name}")
 
 
-def test_fused_adam_follows_plain_adam():
-    models = [tiny_model(6, glimpse_hidden=64, loc_hidden=64, hidden_size=128)
-              for _ in range(2)]
-    models[1].load_state_dict(models[0].state_dict())
-    opts = [make_optimizer(models[0], 1e-3), torch.optim.Adam(models[1].parameters(), lr=1e-3)]
-    assert opts[0].defaults["fused"] and not opts[1].defaults["fused"]
-    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+def test_stacked_adam_follows_plain_adam_per_run():
+    """StackedAdam with three runs and three learning rates (one of them 0, as for a run that
+    stopped early) follows three separate plain torch.optim.Adam, one per run (not fused, not
+    foreach): the fused step at lr 1 scaled by each run's lr is Adam's update at that lr."""
+    R, B, T = 3, 16, 4
+    lrs = [1e-3, 3e-4, 0.0]
+    cfgs = [CFGS[0], CFGS[1], CFGS[0]]
+    group = tiny_model(6, runs=R, glimpse_hidden=64, loc_hidden=64, hidden_size=128)
+    start = [group.run_state(r) for r in range(R)]
+    singles = []
+    for r in range(R):
+        single = tiny_model(0, glimpse_hidden=64, loc_hidden=64, hidden_size=128)
+        single.load_run_state(0, start[r])
+        singles.append(single)
+    stacked = StackedAdam(group.named_parameters())
+    assert stacked.adam.defaults["fused"]
+    plain = [torch.optim.Adam(m.parameters(), lr=lr, fused=False, foreach=False)
+             for m, lr in zip(singles, lrs)]
+    torch.manual_seed(0)
+    x, y = torch.randn(R, B, 1, 28, 28), torch.randint(0, 10, (R, B))
     for step in range(20):
-        for model, opt in zip(models, opts):
-            torch.manual_seed(step)
-            terms, _ = loss_terms(model(x, 4), y, CFG)
+        noise = (torch.rand(R, B, 2) * 2 - 1, torch.randn(T, R, B, 2))
+        terms, _ = loss_terms(group(x, T, noise), y, loss_weights(cfgs))
+        stacked.zero_grad()
+        sum(terms.values()).sum().backward()
+        stacked.step(lrs)
+        for r, (model, opt) in enumerate(zip(singles, plain)):
+            terms, _ = loss_terms(model(x[r:r + 1], T, (noise[0][r:r + 1], noise[1][:, r:r + 1])),
+                                  y[r:r + 1], loss_weights(cfgs[r:r + 1]))
             opt.zero_grad()
-            sum(terms.values()).backward()
+            sum(terms.values()).sum().backward()
             opt.step()
-    for a, b in zip(models[0].parameters(), models[1].parameters()):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for r in range(R):
+        got, want = group.run_state(r), singles[r].run_state(0)
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], atol=1e-5, rtol=1e-4,
+                                       msg=f"run {r}: {name}")
+        moved = {name for name in got if not torch.equal(got[name], start[r][name])}
+        if lrs[r] == 0:
+            assert moved == set()  # not moved at all, not even by rounding
+        else:  # every weight that gets a gradient: the error network only with L_fit
+            assert moved == {n for n in got if cfgs[r].uncertainty or not n.startswith("error")}
+    # A run's Adam state is that of its own plain Adam.
+    for r in (0, 1):
+        state = stacked.run_state(r)
+        assert state["step"] == 20
+        for name, p in singles[r].named_parameters():
+            torch.testing.assert_close(state["exp_avg"][name], plain[r].state[p]["exp_avg"][0],
+                                       atol=1e-6, rtol=1e-4)
+            torch.testing.assert_close(state["exp_avg_sq"][name],
+                                       plain[r].state[p]["exp_avg_sq"][0], atol=1e-9, rtol=1e-4)
 
 
 def test_compiled_training_step_equals_eager(tmp_path):
     """--compile=True: the compiled forward and loss give the eager locations, loss terms and
-    gradients (the same random draws: inductor falls back to eager's generator). One glimpse
-    and small layers keep the compilation short; every network and loss term is in the graph."""
+    gradients, given the same noise (drawn by trainer.draw_noise). One glimpse and small
+    layers keep the compilation short; every network and loss term is in the graph."""
     from trainer import Trainer
     cfg = settings("--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
                    "--num_glimpses=1", "--uncertainty=True", "--intrinsic=True",
                    "--compile=True", f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}")
-    torch.manual_seed(0)
-    trainer = Trainer(cfg, "cpu")
+    trainer = Trainer([cfg], "cpu")
     assert trainer.forward_loss is not trainer._forward_loss
-    x, y = torch.randn(cfg.batch_size, 1, 28, 28), torch.randint(0, 10, (cfg.batch_size,))
+    torch.manual_seed(0)
+    B = cfg.batch_size
+    x, y = torch.randn(1, B, 1, 28, 28), torch.randint(0, 10, (1, B))
+    noise = trainer.draw_noise(B)
+    assert noise[0].shape == (1, B, 2) and noise[1].shape == (cfg.num_glimpses, 1, B, 2)
     params = list(trainer.model.parameters())
     results = []
     for forward_loss in (trainer._forward_loss, trainer.forward_loss):
-        torch.manual_seed(7)
-        locations, terms, reward = forward_loss(x, y)
-        results.append((locations, terms, reward, grads(sum(terms.values()), params)))
+        locations, terms, reward = forward_loss(x, y, noise)
+        results.append((locations, terms, reward, grads(sum(terms.values()).sum(), params)))
     (l_e, t_e, r_e, g_e), (l_c, t_c, r_c, g_c) = results
     torch.testing.assert_close(l_c, l_e)
     torch.testing.assert_close(r_c, r_e)

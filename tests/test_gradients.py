@@ -1,5 +1,8 @@
-"""Which parameters each term of the objective reaches, term by term with autograd: the
-"trains" column of docs/method.md, "Objective" (the stop-gradients are the method)."""
+"""Which parameters each term of the objective reaches, term by term and run by run with
+autograd: the "trains" column of docs/method.md, "Objective" (the stop-gradients are the
+method). The runs are a group of the four variants, trained side by side as one model: each
+run's slice of every stacked parameter (index [r]) must get exactly its variant's gradients,
+and a term the variant does not have must give that run exactly zero gradient."""
 import pytest
 import torch
 
@@ -22,12 +25,20 @@ EXPECTED = {
 
 # lambdas of 1 so that the weighted terms' gradients are far from rounding
 LAMBDAS_OF_ONE = ("--lambda_uncertainty=1", "--lambda_intrinsic=1")
-BOTH = settings(*variant_flags("both"), *LAMBDAS_OF_ONE)
+# One run of each variant, in this order: run r is VARIANT_NAMES[r].
+VARIANT_NAMES = list(VARIANTS)
+CFGS = [settings(*variant_flags(v), *LAMBDAS_OF_ONE) for v in VARIANT_NAMES]
+R = len(CFGS)
 
 
-def live_model(device, seed=0):
-    """A small model in which every route of the gradient carries a signal."""
-    model = tiny_model(seed, glimpse_hidden=16, loc_hidden=16, hidden_size=32)
+def has_term(cfg, term):
+    """Whether the run's variant has the term (the three of RAM always)."""
+    return term not in trainer.OPTIONAL_TERMS or getattr(cfg, trainer.OPTIONAL_TERMS[term])
+
+
+def live_model(device, seed=0, runs=R):
+    """A small model in which every route of the gradient carries a signal, in every run."""
+    model = tiny_model(seed, runs=runs, glimpse_hidden=16, loc_hidden=16, hidden_size=32)
     with torch.no_grad():
         # Positive biases keep the relu units alive, so that no route is silent by chance
         # (on any device's random numbers): b_t > 0 and e_t > 0 everywhere, h_t mostly active.
@@ -42,63 +53,87 @@ def live_model(device, seed=0):
 
 def forward_with_mixed_rewards(model, device, B=8, N=3):
     torch.manual_seed(1)
-    x = torch.randn(B, 1, 28, 28).to(device)
+    x = torch.randn(model.runs, B, 1, 28, 28).to(device)
     out = model(x, N)
-    pred = out.log_probs[-1].argmax(1)
-    # half the batch right (R = 1), half wrong (R = 0)
-    y = torch.where(torch.arange(B, device=device) % 2 == 0, pred, (pred + 1) % 10)
+    pred = out.log_probs[:, -1].argmax(-1)  # (R, B)
+    # half of each run's batch right (R = 1), half wrong (R = 0)
+    right = (torch.arange(B, device=device) % 2 == 0).expand_as(pred)
+    y = torch.where(right, pred, (pred + 1) % 10)
     return out, y
 
 
 def group_grads(model, term):
+    """{group: [the gradient of each of its stacked parameters]}, every run's slice."""
     grads = {}
     for name in GROUPS:
         params = list(getattr(model, name).parameters())
         assert params, name
         gs = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-        grads[name] = [g for g in gs if g is not None]
+        grads[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
     return grads
 
 
-def nonzero(gs):
-    return any(bool((g != 0).any()) for g in gs)
+def nonzero(gs, r):
+    """Whether run r's slice of any of these gradients is nonzero."""
+    return any(bool((g[r] != 0).any()) for g in gs)
+
+
+def reached(grads, r):
+    return {name for name, gs in grads.items() if nonzero(gs, r)}
 
 
 @pytest.fixture
 def terms_and_model(device):
     model = live_model(device)
     out, y = forward_with_mixed_rewards(model, device)
-    terms, reward = trainer.loss_terms(out, y, BOTH)
-    # the batch gives every signal: mixed rewards, live baselines and error estimates
-    assert 0 < reward.sum() < len(reward)
+    terms, reward = trainer.loss_terms(out, y, trainer.loss_weights(CFGS, device))
+    # every run's batch gives every signal: mixed rewards, live baselines and error estimates
+    assert reward.shape == y.shape == (R, 8)
+    assert ((0 < reward.sum(1)) & (reward.sum(1) < 8)).all()
     assert (out.baselines > 0).all() and (out.e_t > 0).all()
     return model, terms
 
 
 @pytest.mark.parametrize("term", list(EXPECTED))
 def test_gradient_routing(term, terms_and_model):
+    """The term as it enters the loss of the group (summed over the runs): in the slice of each
+    run whose variant has it, exactly the groups of EXPECTED; in the others, exactly zero."""
     model, terms = terms_and_model
     assert set(terms) == set(EXPECTED)
-    assert terms[term].dim() == 0 and torch.isfinite(terms[term])
-    grads = group_grads(model, terms[term])
-    reached = {name for name, gs in grads.items() if nonzero(gs)}
-    assert reached == EXPECTED[term], (
-        f"{term}: gradient reaches {sorted(reached)}, expected {sorted(EXPECTED[term])}")
+    assert terms[term].shape == (R,) and torch.isfinite(terms[term]).all()
+    grads = group_grads(model, terms[term].sum())
+    for r, (variant, cfg) in enumerate(zip(VARIANT_NAMES, CFGS)):
+        want = EXPECTED[term] if has_term(cfg, term) else set()
+        assert reached(grads, r) == want, (
+            f"{term}, run {r} ({variant}): gradient reaches {sorted(reached(grads, r))}, "
+            f"expected {sorted(want)}")
+        if not has_term(cfg, term):
+            assert terms[term][r].item() == 0.0
+            assert all(torch.equal(g[r], torch.zeros_like(g[r]))
+                       for gs in grads.values() for g in gs)
 
 
 def test_total_loss_reaches_every_group(terms_and_model):
+    """Every group of every run that has a term for it: all six for the runs with L_fit, all
+    but the error network for the others."""
     model, terms = terms_and_model
-    grads = group_grads(model, sum(terms.values()))
-    assert all(nonzero(gs) for gs in grads.values()), {k: nonzero(v) for k, v in grads.items()}
+    grads = group_grads(model, sum(terms.values()).sum())
+    for r, cfg in enumerate(CFGS):
+        want = set(GROUPS) if cfg.uncertainty else set(GROUPS) - {"error"}
+        assert reached(grads, r) == want, (r, reached(grads, r))
 
 
 def test_every_parameter_of_the_classifier_path_is_trained(terms_and_model):
-    """L_action reaches every weight of glimpse (patch and location codes), core and action."""
+    """L_action reaches every weight of glimpse (patch and location codes), core and action,
+    in every run."""
     model, terms = terms_and_model
     for group in ("glimpse", "core", "action"):
         for name, p in getattr(model, group).named_parameters():
-            (g,) = torch.autograd.grad(terms["action"], [p], retain_graph=True, allow_unused=True)
-            assert g is not None and (g != 0).any(), f"{group}.{name}"
+            (g,) = torch.autograd.grad(terms["action"].sum(), [p], retain_graph=True,
+                                       allow_unused=True)
+            assert g is not None
+            for r in range(R):
+                assert (g[r] != 0).any(), f"run {r}: {group}.{name}"
 
 
 def test_uncertainty_reaches_the_action_network_through_p_t(device):
@@ -106,12 +141,13 @@ def test_uncertainty_reaches_the_action_network_through_p_t(device):
     h_t's route to e_t is cut: here the h_t columns of the error network are zero."""
     model = live_model(device)
     with torch.no_grad():
-        model.error.fc.weight[:, :model.hidden_size].zero_()  # the columns for h_t
+        model.error.fc.weight[:, :, :model.hidden_size].zero_()  # the columns for h_t
     out, y = forward_with_mixed_rewards(model, device)
-    terms, _ = trainer.loss_terms(out, y, BOTH)
-    grads = group_grads(model, terms["uncertainty"])
-    assert nonzero(grads["action"])
-    assert not nonzero(grads["error"])
+    terms, _ = trainer.loss_terms(out, y, trainer.loss_weights(CFGS, device))
+    grads = group_grads(model, terms["uncertainty"].sum())
+    for r, cfg in enumerate(CFGS):
+        assert nonzero(grads["action"], r) == cfg.uncertainty, r
+        assert not nonzero(grads["error"], r)
 
 
 @pytest.mark.parametrize("variant,keys", [
@@ -120,22 +156,39 @@ def test_uncertainty_reaches_the_action_network_through_p_t(device):
     ("intrinsic", {"action", "baseline", "reinforce", "intrinsic"}),
     ("both", {"action", "baseline", "reinforce", "fit", "uncertainty", "intrinsic"}),
 ])
-def test_terms_present_only_with_their_flags(variant, keys, device):
+def test_terms_present_only_with_their_flags(variant, keys, terms_and_model):
+    """Every run has all six entries; those of the terms its variant lacks are exactly 0."""
     assert VARIANTS[variant] == ("fit" in keys, "intrinsic" in keys)
-    model = live_model(device)
-    out, y = forward_with_mixed_rewards(model, device)
-    terms, reward = trainer.loss_terms(out, y, settings(*variant_flags(variant),
-                                                        *LAMBDAS_OF_ONE))
-    assert set(terms) == keys
-    assert reward.shape == y.shape
+    r = VARIANT_NAMES.index(variant)
+    assert {t for t in EXPECTED if has_term(CFGS[r], t)} == keys
+    _, terms = terms_and_model
+    assert set(terms) == set(EXPECTED)
+    assert {name for name, t in terms.items() if t[r] != 0} == keys
 
 
 def test_original_variant_has_no_gradient_on_error_network(device):
-    """Without the uncertainty flag nothing trains the error network."""
+    """Without the uncertainty flag nothing trains the error network: in a group of the runs
+    without it (the same seed and weights as the group of four), every group but the error
+    network is reached."""
     model = live_model(device)
     out, y = forward_with_mixed_rewards(model, device)
-    terms, _ = trainer.loss_terms(out, y, settings(*variant_flags("intrinsic"),
-                                                   *LAMBDAS_OF_ONE))
-    grads = group_grads(model, sum(terms.values()))
-    assert not nonzero(grads["error"])
-    assert all(nonzero(grads[g]) for g in GROUPS if g != "error")
+    cfgs = [settings(*variant_flags(v), *LAMBDAS_OF_ONE) for v in ("original", "intrinsic")]
+    weights = trainer.loss_weights(cfgs + cfgs, device)  # R = 4: no run has L_fit or L_unc
+    terms, _ = trainer.loss_terms(out, y, weights)
+    grads = group_grads(model, sum(terms.values()).sum())
+    for r in range(R):
+        assert not nonzero(grads["error"], r)
+        assert all(nonzero(grads[g], r) for g in GROUPS if g != "error")
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in grads["error"])
+
+
+def test_loss_weights_zero_the_terms_a_variant_lacks():
+    weights = trainer.loss_weights(CFGS)
+    assert set(weights) == set(trainer.OPTIONAL_TERMS)
+    for term, flag in trainer.OPTIONAL_TERMS.items():
+        assert weights[term].shape == (R,)
+        for r, cfg in enumerate(CFGS):
+            assert (weights[term][r] != 0) == getattr(cfg, flag), (term, r)
+    assert weights["fit"].tolist() == [0.0, 1.0, 0.0, 1.0]
+    assert weights["uncertainty"].tolist() == [0.0, 1.0, 0.0, 1.0]  # lambda_1 = 1 here
+    assert weights["intrinsic"].tolist() == [0.0, 0.0, 1.0, 1.0]

@@ -33,26 +33,32 @@ LOGP = [[log_softmax(r) for r in step] for step in LOGITS]
 N, B, K = len(LOGITS), len(Y), len(LOGITS[0][0])
 
 
-def make_glimpses(requires_grad=False):
-    t = lambda v: torch.tensor(v, dtype=torch.float32, requires_grad=requires_grad)
-    return Glimpses(log_probs=t(LOGP), locations=torch.zeros(N + 1, B, 2), log_pi=t(LOG_PI),
+def make_glimpses(requires_grad=False, R=1):
+    """The hand example as the Glimpses of a group of R runs, each with the same values."""
+    t = lambda v: torch.tensor([v] * R, dtype=torch.float32, requires_grad=requires_grad)
+    return Glimpses(log_probs=t(LOGP), locations=torch.zeros(R, N + 1, B, 2), log_pi=t(LOG_PI),
                     baselines=t(BASELINES), e_t=t(E), e_t_fit=t(E))
 
 
-def hand_terms():
+def hand_terms(logp=LOGP, y=Y, log_pi=LOG_PI, baselines=BASELINES, e=E,
+               lambda_unc=LAMBDA_UNC, lambda_intr=LAMBDA_INTR):
     T = N - 1
-    R = [1.0 if max(range(K), key=lambda k: LOGP[T][b][k]) == Y[b] else 0.0 for b in range(B)]
-    action = sum(-LOGP[T][b][Y[b]] for b in range(B)) / B
-    baseline = sum((BASELINES[t][b] - R[b]) ** 2 for t in range(N) for b in range(B)) / (N * B)
-    reinforce = sum(sum(-LOG_PI[t][b] * (R[b] - BASELINES[t][b]) for t in range(N))
+    R = [1.0 if max(range(K), key=lambda k: logp[T][b][k]) == y[b] else 0.0 for b in range(B)]
+    action = sum(-logp[T][b][y[b]] for b in range(B)) / B
+    baseline = sum((baselines[t][b] - R[b]) ** 2 for t in range(N) for b in range(B)) / (N * B)
+    reinforce = sum(sum(-log_pi[t][b] * (R[b] - baselines[t][b]) for t in range(N))
                     for b in range(B)) / B
-    fit = sum((E[t][b][k] - abs((1.0 if k == Y[b] else 0.0) - math.exp(LOGP[t][b][k]))) ** 2
+    fit = sum((e[t][b][k] - abs((1.0 if k == y[b] else 0.0) - math.exp(logp[t][b][k]))) ** 2
               for t in range(N) for b in range(B) for k in range(K)) / (N * B * K)
-    uncertainty = LAMBDA_UNC * sum(E[t][b][k] for t in range(N) for b in range(B)
+    uncertainty = lambda_unc * sum(e[t][b][k] for t in range(N) for b in range(B)
                                    for k in range(K))
-    intrinsic = LAMBDA_INTR * sum(-(1 / K) * LOGP[T][b][k] for b in range(B) for k in range(K))
+    intrinsic = lambda_intr * sum(-(1 / K) * logp[T][b][k] for b in range(B) for k in range(K))
     return dict(action=action, baseline=baseline, reinforce=reinforce, fit=fit,
                 uncertainty=uncertainty, intrinsic=intrinsic), R
+
+
+def weights(*cfgs):
+    return trainer.loss_weights(list(cfgs))
 
 
 def test_hand_example_is_not_degenerate():
@@ -62,38 +68,76 @@ def test_hand_example_is_not_degenerate():
 
 
 def test_reward_from_last_step():
-    _, reward = trainer.loss_terms(make_glimpses(), torch.tensor(Y), BOTH)
-    assert reward.tolist() == [1.0, 0.0, 1.0]
+    _, reward = trainer.loss_terms(make_glimpses(), torch.tensor([Y]), weights(BOTH))
+    assert reward.tolist() == [[1.0, 0.0, 1.0]]
 
 
 @pytest.mark.parametrize("name", ["action", "baseline", "reinforce", "fit", "uncertainty",
                                   "intrinsic"])
 def test_term_value(name):
-    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor(Y), BOTH)
+    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor([Y]), weights(BOTH))
     want, _ = hand_terms()
-    assert terms[name].dim() == 0
+    assert terms[name].shape == (1,)
     assert terms[name].item() == pytest.approx(want[name], rel=1e-5, abs=1e-6)
 
 
 def test_terms_without_flags():
-    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor(Y),
-                                  settings(*variant_flags("original"), *LAMBDAS))
+    """A run without the optional terms has them, weighted 0; the others as by hand."""
+    terms, _ = trainer.loss_terms(make_glimpses(), torch.tensor([Y]),
+                                  weights(settings(*variant_flags("original"), *LAMBDAS)))
     want, _ = hand_terms()
-    assert set(terms) == {"action", "baseline", "reinforce"}
+    assert set(terms) == set(want)
+    assert set(trainer.OPTIONAL_TERMS) == {"fit", "uncertainty", "intrinsic"}
     for name in terms:
-        assert terms[name].item() == pytest.approx(want[name], rel=1e-5, abs=1e-6)
+        if name in trainer.OPTIONAL_TERMS:
+            assert terms[name].item() == 0.0, name
+        else:
+            assert terms[name].item() == pytest.approx(want[name], rel=1e-5, abs=1e-6)
+
+
+# A second example for a second run: other labels, policy, baselines, uncertainties and
+# predictions (the steps in the other order), so that a term that mixed the runs would show.
+Y2 = [0, 3, 3]
+LOGP2 = [LOGP[1], LOGP[0]]  # argmax p_T = [0, 2, 3] -> R = [1, 0, 1]
+LOG_PI2 = [[-v for v in row] for row in LOG_PI]
+BASELINES2 = [[0.5 * v + 0.1 for v in row] for row in BASELINES]
+E2 = [E[1], E[0]]
+
+
+@pytest.mark.parametrize("variant2", ["both", "original", "uncertainty", "intrinsic"])
+def test_each_run_of_a_group_gets_its_own_terms(variant2):
+    """Two runs with their own outputs, labels, variants and loss weights: each entry of each
+    term is the hand value of its run alone."""
+    lambdas2 = (0.05, 2.0)
+    cfg2 = settings(*variant_flags(variant2), f"--lambda_uncertainty={lambdas2[0]}",
+                    f"--lambda_intrinsic={lambdas2[1]}")
+    t = lambda a, b: torch.tensor([a, b], dtype=torch.float32)
+    g = Glimpses(log_probs=t(LOGP, LOGP2), locations=torch.zeros(2, N + 1, B, 2),
+                 log_pi=t(LOG_PI, LOG_PI2), baselines=t(BASELINES, BASELINES2), e_t=t(E, E2),
+                 e_t_fit=t(E, E2))
+    terms, reward = trainer.loss_terms(g, torch.tensor([Y, Y2]), weights(BOTH, cfg2))
+    want1, r1 = hand_terms()
+    want2, r2 = hand_terms(LOGP2, Y2, LOG_PI2, BASELINES2, E2, *lambdas2)
+    assert r2 == [1.0, 0.0, 1.0] and want2 != want1
+    assert reward.tolist() == [r1, r2]
+    for name in want1:
+        assert terms[name].shape == (2,)
+        assert terms[name][0].item() == pytest.approx(want1[name], rel=1e-5, abs=1e-6), name
+        has = name not in trainer.OPTIONAL_TERMS or getattr(cfg2, trainer.OPTIONAL_TERMS[name])
+        assert terms[name][1].item() == pytest.approx(want2[name] if has else 0.0, rel=1e-5,
+                                                      abs=1e-6), name
 
 
 def test_duplicated_batch_doubles_only_summed_terms():
     """Intrinsic (summed over the batch, as in the released code) and uncertainty (summed over
     b, t, k) double when every sample is duplicated; the means do not change."""
     g = make_glimpses()
-    dup = Glimpses(**{f: torch.cat([getattr(g, f)] * 2, dim=1) for f in
+    dup = Glimpses(**{f: torch.cat([getattr(g, f)] * 2, dim=2) for f in
                       ("log_probs", "locations", "log_pi", "baselines", "e_t", "e_t_fit")})
-    y = torch.tensor(Y)
-    one, _ = trainer.loss_terms(g, y, BOTH)
-    two, reward = trainer.loss_terms(dup, torch.cat([y, y]), BOTH)
-    assert reward.tolist() == [1.0, 0.0, 1.0] * 2
+    y = torch.tensor([Y])
+    one, _ = trainer.loss_terms(g, y, weights(BOTH))
+    two, reward = trainer.loss_terms(dup, torch.cat([y, y], dim=1), weights(BOTH))
+    assert reward.tolist() == [[1.0, 0.0, 1.0] * 2]
     for name in ("action", "baseline", "reinforce", "fit"):
         assert two[name].item() == pytest.approx(one[name].item(), rel=1e-5), name
     for name in ("intrinsic", "uncertainty"):
@@ -101,11 +145,13 @@ def test_duplicated_batch_doubles_only_summed_terms():
 
 
 def test_lambdas_scale_their_terms():
-    y = torch.tensor(Y)
-    a, _ = trainer.loss_terms(make_glimpses(), y, BOTH)
-    b, _ = trainer.loss_terms(make_glimpses(), y, settings(
-        *variant_flags("both"), f"--lambda_uncertainty={2 * LAMBDA_UNC}",
-        f"--lambda_intrinsic={3 * LAMBDA_INTR}"))
+    """Two runs of the same outputs, the second with lambda_1 doubled and lambda_2 tripled."""
+    y = torch.tensor([Y, Y])
+    scaled = settings(*variant_flags("both"), f"--lambda_uncertainty={2 * LAMBDA_UNC}",
+                      f"--lambda_intrinsic={3 * LAMBDA_INTR}")
+    t, _ = trainer.loss_terms(make_glimpses(R=2), y, weights(BOTH, scaled))
+    a = {k: v[0] for k, v in t.items()}
+    b = {k: v[1] for k, v in t.items()}
     assert b["uncertainty"].item() == pytest.approx(2 * a["uncertainty"].item(), rel=1e-6)
     assert b["intrinsic"].item() == pytest.approx(3 * a["intrinsic"].item(), rel=1e-6)
     for name in ("action", "baseline", "reinforce", "fit"):
@@ -125,7 +171,8 @@ def test_stop_gradients_inside_loss_terms():
     """REINFORCE treats b_t as a constant; L_fit's target |onehot - p_t| is a constant;
     L_unc and L_fit use their own routes of e_t."""
     g = make_glimpses(requires_grad=True)
-    terms, _ = trainer.loss_terms(g, torch.tensor(Y), BOTH)
+    terms, _ = trainer.loss_terms(g, torch.tensor([Y]), weights(BOTH))
+    terms = {k: v.sum() for k, v in terms.items()}
     assert _none_or_zero(_grad(terms["reinforce"], g.baselines))
     assert not _none_or_zero(_grad(terms["reinforce"], g.log_pi))
     assert not _none_or_zero(_grad(terms["baseline"], g.baselines))
@@ -134,10 +181,10 @@ def test_stop_gradients_inside_loss_terms():
     assert not _none_or_zero(_grad(terms["fit"], g.e_t_fit))
     assert _none_or_zero(_grad(terms["uncertainty"], g.e_t_fit))
     gu = _grad(terms["uncertainty"], g.e_t)
-    torch.testing.assert_close(gu, torch.full((N, B, K), LAMBDA_UNC))
+    torch.testing.assert_close(gu, torch.full((1, N, B, K), LAMBDA_UNC))
     # the prediction terms read only the last step
-    ga = _grad(terms["action"], g.log_probs)
-    gi = _grad(terms["intrinsic"], g.log_probs)
+    ga = _grad(terms["action"], g.log_probs)[0]
+    gi = _grad(terms["intrinsic"], g.log_probs)[0]
     assert _none_or_zero(ga[:-1]) and _none_or_zero(gi[:-1])
     torch.testing.assert_close(gi[-1], torch.full((B, K), -LAMBDA_INTR / K))
     want = torch.zeros(B, K)
