@@ -39,12 +39,10 @@ def listed(kind):
                 raise argparse.ArgumentTypeError(f"expected {kind.__name__} values, one or a "
                                                  f"comma-separated list, got '{text}'")
         return values
-    parse.__name__ = f"list of {kind.__name__}"
     return parse
 
 
 bools = listed(str2bool)
-bools.__name__ = "list of True/False"
 
 # The settings a group of runs may vary: everything else its runs share.
 GROUPED = ("random_seed", "uncertainty", "intrinsic", "lambda_uncertainty", "lambda_intrinsic")

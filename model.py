@@ -89,7 +89,7 @@ class RecurrentAttention(nn.Module):
 
     def run_state(self, r):
         """Run r's weights as the state dict of a model of that run alone."""
-        return {name: p[r].detach().clone() for name, p in self.state_dict().items()}
+        return {name: p[r].clone() for name, p in self.state_dict().items()}
 
     @torch.no_grad()
     def load_run_state(self, r, state):

@@ -92,7 +92,7 @@ class StackedAdam:
     @torch.no_grad()
     def step(self, lr):
         """lr: (R,) learning rates, one per run (0 for a run that must not move)."""
-        before = [p.detach().clone() for p in self.params]
+        before = [p.clone() for p in self.params]
         self.adam.step()
         lr = torch.as_tensor(lr, dtype=self.params[0].dtype, device=self.params[0].device)
         for p, b in zip(self.params, before):
@@ -176,6 +176,10 @@ class Run:
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.schedule, self.state = Schedule(cfg), TrainState()
         self.writer = self.iter_log = None
+
+    def has_term(self, name):
+        """Whether the run's variant has the loss term `name` (the others are weighted 0)."""
+        return name not in OPTIONAL_TERMS or getattr(self.cfg, OPTIONAL_TERMS[name])
 
     @property
     def active(self):
@@ -374,8 +378,7 @@ class Trainer:
     def _count(self, run, epoch, values, names, B):
         """One step of a run: its running sums, counters and logs."""
         state = run.state
-        terms = {n: v for n, v in zip(names, values[1:])
-                 if n not in OPTIONAL_TERMS or getattr(run.cfg, OPTIONAL_TERMS[n])}
+        terms = {n: v for n, v in zip(names, values[1:]) if run.has_term(n)}
         loss_sum, correct, seen = state.running
         state.running = [loss_sum + sum(terms.values()) * B, correct + values[0], seen + B]
         state.batch += 1
@@ -389,7 +392,7 @@ class Trainer:
         for run, v in zip(self.runs, values):
             if run.active and not all(math.isfinite(t) for t in v):
                 named = ", ".join(f"{n} {t:.4g}" for n, t in zip(names, v[1:])
-                                  if n not in OPTIONAL_TERMS or getattr(run.cfg, OPTIONAL_TERMS[n]))
+                                  if run.has_term(n))
                 raise TrainingDiverged(
                     f"the loss of {run.name} became {sum(v[1:])} at epoch {epoch + 1}, step "
                     f"{run.state.batch + 1} ({named}); stopped before the update, the last good "
