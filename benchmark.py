@@ -93,7 +93,7 @@ def bench_training(cfgs, device, batch, repeats, sync):
     first = time.perf_counter() - start
     # Several steps per timing, so that one measurement is tens of milliseconds.
     n = max(2, 20 // R)
-    sec = timed(lambda: [step() for _ in range(n)], repeats, 1, sync) / n
+    sec = timed(lambda: [step() for _ in range(n)], repeats, 3, sync) / n
     return {"ms_per_batch": 1000 * sec, "ms_per_run_step": 1000 * sec / R,
             "run_steps_per_s": R / sec, "images_per_s": R * batch / sec, "first_step_s": first}
 

@@ -3,10 +3,14 @@
 One glimpse step t = 1..N (docs/method.md, "The model"):
     g_t = f_g(rho(x, l_{t-1}), l_{t-1})     glimpse network, sees the previous location
     h_t = f_h(g_t, h_{t-1})                 core network
-    l_t, log_pi_t = f_l(h_t)                location network (the policy)
-with l_0 ~ Uniform(-1, 1)^2 and h_0 = 0. The heads that do not feed back into the recurrence,
-log p_t = f_a(h_t), b_t = f_b(h_t) and e_t = f_e(h_t, p_t), are applied to all steps at once
-after the loop: the same values as applying them inside it, in three operations instead of 3N.
+    l_t ~ f_l(h_t)                          location network (the policy)
+with l_0 ~ Uniform(-1, 1)^2 and h_0 = 0.
+
+The steps are taken one by one (`rollout`): each location depends on the glimpses before it.
+The heads that do not feed back into the recurrence, log p_t = f_a(h_t), b_t = f_b(h_t),
+e_t = f_e(h_t, p_t) and log pi(l_t | h_t), are applied to all steps at once after the loop.
+In training, the rollout runs inside `Unroll`, whose backward pass computes each weight
+gradient of the glimpse and core networks once over all N steps instead of once per step.
 
 A model holds the weights of R runs (a group that trains in one process; R = 1 for one run)
 and every tensor carries a leading run dimension; run r's outputs depend on run r's weights,
@@ -19,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, ErrorNetwork, GlimpseNetwork,
                      LocationNetwork, Retina)
@@ -100,39 +105,107 @@ class RecurrentAttention(nn.Module):
         for name, p in own.items():
             p[r].copy_(state[name])
 
-    def step(self, x_padded, image_hw, l_prev, h_prev, eps_t=None):
-        """One glimpse: (h_t (R, B, hidden), l_t (R, B, 2), log_pi (R, B)) from l_{t-1} and
-        h_{t-1}. x_padded is the image batch (R * B, C, H', W') after self.retina.pad,
-        image_hw its original (H, W); eps_t (R, B, 2) the policy's noise, or None."""
-        R, B = l_prev.shape[:2]
-        rho = self.retina.extract(x_padded, l_prev.reshape(R * B, 2), image_hw).view(R, B, -1)
-        h_t = self.core(self.glimpse(rho, l_prev), h_prev)
-        l_t, log_pi = self.location(h_t, eps_t)
-        return h_t, l_t, log_pi
+    def rollout(self, x, num_glimpses, noise=None):
+        """The unroll of the glimpse, core and location networks, step by step.
 
-    def forward(self, x, num_glimpses, noise=None):
-        """noise: None (l_0 and then each step's policy noise drawn from the global generator,
-        in that order), or (l_0 (R, B, 2), eps (N, R, B, 2)) drawn by the caller."""
+        x: (R, B, C, H, W); noise: None (l_0 and then each step's policy noise drawn from the
+        global generator, in that order), or (l_0 (R, B, 2), eps (N, R, B, 2)) drawn by the
+        caller. Returns, stacked over the steps: rho (R, N, B, k * g * g * C) the glimpses,
+        g (R, N, B, glimpse_hidden + loc_hidden), h (R, N, B, hidden_size), and the locations
+        l_0 .. l_N (R, N + 1, B, 2)."""
         R, B = x.shape[:2]
         h_t = x.new_zeros(R, B, self.hidden_size)
         if noise is None:
             l_t = torch.empty(R, B, 2, device=x.device, dtype=x.dtype).uniform_(-1, 1)
         else:
             l_t, eps = noise
-        x_padded = self.retina.pad(x.flatten(0, 1))
-        hs, locations, log_pis = [], [l_t], []
+        x_padded = self.retina.pad(x.flatten(0, 1))  # once for all N glimpses
+        rhos, gs, hs, locations = [], [], [], [l_t]
         for t in range(num_glimpses):
-            h_t, l_t, log_pi = self.step(x_padded, x.shape[-2:], l_t, h_t,
-                                         None if noise is None else eps[t])
-            hs.append(h_t)
-            locations.append(l_t)
-            log_pis.append(log_pi)
-        h = torch.stack(hs, dim=1)  # (R, N, B, hidden_size)
+            rho = self.retina.extract(x_padded, l_t.reshape(R * B, 2), x.shape[-2:]).view(R, B, -1)
+            g_t = self.glimpse(rho, l_t)
+            h_t = self.core(g_t, h_t)
+            l_t = self.location(h_t, None if noise is None else eps[t])
+            for seq, v in zip((rhos, gs, hs, locations), (rho, g_t, h_t, l_t)):
+                seq.append(v)
+        return tuple(torch.stack(seq, dim=1) for seq in (rhos, gs, hs, locations))
+
+    def forward(self, x, num_glimpses, noise=None):
+        """x: (R, B, C, H, W) -> Glimpses; noise as in `rollout`."""
+        if torch.is_grad_enabled():
+            h, locations = Unroll.apply(self, x, num_glimpses, noise, *self.unroll_weights())
+        else:
+            _, _, h, locations = self.rollout(x, num_glimpses, noise)
         log_probs = self.action(h)
         e_t, e_t_fit = self.error(h, log_probs.exp())
-        return Glimpses(log_probs=log_probs, locations=torch.stack(locations, dim=1),
-                        log_pi=torch.stack(log_pis, dim=1), baselines=self.baseline(h),
-                        e_t=e_t, e_t_fit=e_t_fit)
+        return Glimpses(log_probs=log_probs, locations=locations,
+                        log_pi=self.location.log_prob(h, locations[:, 1:]),
+                        baselines=self.baseline(h), e_t=e_t, e_t_fit=e_t_fit)
+
+    def unroll_weights(self):
+        """The parameters that the states h_t depend on, in the order Unroll returns their
+        gradients."""
+        G, C = self.glimpse, self.core
+        return tuple(p for layer in (G.fc1, G.fc2, G.fc3, G.fc4, C.i2h, C.h2h)
+                     for p in (layer.weight, layer.bias))
+
+
+def input_grad(dy, weight):
+    """Gradient of a StackedLinear's input: dy (R, ..., out), weight (R, out, in) -> (R, ..., in)."""
+    return torch.bmm(dy.flatten(1, -2), weight).view(*dy.shape[:-1], weight.shape[2])
+
+
+def linear_grads(dy, x):
+    """Gradients of a StackedLinear's weight and bias from all its uses at once:
+    dy (R, ..., out) the gradients of its outputs, x (R, ..., in) its inputs."""
+    dy, x = dy.flatten(1, -2), x.flatten(1, -2)
+    return torch.bmm(dy.transpose(1, 2), x), dy.sum(dim=1)
+
+
+class Unroll(torch.autograd.Function):
+    """The rollout with gradients for the glimpse and core networks' weights: the states
+    h_1 .. h_N (R, N, B, hidden_size) and the locations l_0 .. l_N.
+
+    Autograd would compute each shared weight's gradient once per step, a small product whose
+    (R, out, in) result is then added up over the steps: at 256 x 256 this traffic is most of
+    a training step on a CPU. The only path of gradients between steps is h_{t-1} -> h_t (the
+    glimpse network reads l_{t-1}, an action without gradient), so the backward pass below
+    walks that path step by step and then computes every weight gradient once over all N
+    steps. tests/test_fast_paths.py compares it with autograd on a plain unroll.
+    """
+
+    @staticmethod
+    def forward(ctx, model, x, num_glimpses, noise, *weights):
+        rho, g, h, locations = model.rollout(x, num_glimpses, noise)
+        ctx.model = model
+        ctx.save_for_backward(rho, g, h, locations)
+        ctx.mark_non_differentiable(locations)
+        return h, locations
+
+    @staticmethod
+    def backward(ctx, dh, _):
+        rho, g, h, locations = ctx.saved_tensors
+        G, C = ctx.model.glimpse, ctx.model.core
+        # Core: h_t = relu(i2h(g_t) + h2h(h_{t-1})); dz_t is the gradient of the sum inside.
+        dz = torch.empty_like(h)
+        carry = torch.zeros_like(dh[:, 0])  # the gradient reaching h_t from h_{t+1}
+        for t in reversed(range(h.shape[1])):
+            dz[:, t] = (dh[:, t] + carry) * (h[:, t] > 0)
+            carry = torch.bmm(dz[:, t], C.h2h.weight)
+        h2h_w, _ = linear_grads(dz[:, 1:], h[:, :-1])  # h_0 = 0 adds nothing to the weight
+        i2h_w, core_b = linear_grads(dz, g)
+        # Glimpse network: g_t = relu(fc3(h_phi) + fc4(h_l)) over all steps at once, its two
+        # hidden layers recomputed from the saved inputs rho_t and l_{t-1}.
+        l_prev = locations[:, :-1]
+        h_phi, h_l = F.relu(G.fc1(rho)), F.relu(G.fc2(l_prev))
+        du = input_grad(dz, C.i2h.weight) * (g > 0)
+        fc3_w, glimpse_b = linear_grads(du, h_phi)
+        fc4_w, _ = linear_grads(du, h_l)
+        fc1 = linear_grads(input_grad(du, G.fc3.weight) * (h_phi > 0), rho)
+        fc2 = linear_grads(input_grad(du, G.fc4.weight) * (h_l > 0), l_prev)
+        # The two bias pairs enter as sums (fc3.b + fc4.b, i2h.b + h2h.b): equal gradients.
+        return (None, None, None, None, *fc1, *fc2, fc3_w, glimpse_b, fc4_w, glimpse_b,
+                i2h_w, core_b, h2h_w, core_b)
 
 
 class Pretrained(NamedTuple):

@@ -150,9 +150,7 @@ class LocationNetwork(nn.Module):
     """f_l: the Gaussian policy pi(l_t | h_t) with fixed std.
 
     mu_t = clamp(fc(h_t), -1, 1); l_t = clamp(mu_t + std * eps_t, -1, 1), eps_t ~ N(0, 1);
-    log_pi = sum over (x, y) of log N(l_t; mu_t, std).
-    h_t: (R, B, hidden_size), eps_t: (R, B, 2) or None (drawn from the global generator)
-    -> l_t: (R, B, 2) (no gradient), log_pi: (R, B).
+    log pi(l_t | h_t) = sum over (x, y) of log N(l_t; mu_t, std).
     """
 
     def __init__(self, runs, hidden_size, std):
@@ -160,16 +158,24 @@ class LocationNetwork(nn.Module):
         self.std = std
         self.fc = StackedLinear(runs, hidden_size, 2)
 
-    def forward(self, h_t, eps_t=None):
+    def mu(self, h_t):
         # detach h_t: the policy is trained by REINFORCE only, and REINFORCE must not reach the
         # core or glimpse networks (the stop-gradient of the original RAM).
-        mu = torch.clamp(self.fc(h_t.detach()), -1, 1)
+        return torch.clamp(self.fc(h_t.detach()), -1, 1)
+
+    def forward(self, h_t, eps_t=None):
+        """Draw l_t: h_t (R, B, hidden_size), eps_t (R, B, 2) or None (drawn from the global
+        generator) -> l_t (R, B, 2)."""
+        mu = self.mu(h_t)
         noise = torch.randn_like(mu) if eps_t is None else eps_t
         # detach l_t: a sampled location is an action, not a differentiable function of mu.
-        l_t = torch.clamp(mu + self.std * noise, -1, 1).detach()
-        log_pi = (-(l_t - mu) ** 2 / (2 * self.std**2)
-                  - math.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
-        return l_t, log_pi
+        return torch.clamp(mu + self.std * noise, -1, 1).detach()
+
+    def log_prob(self, h, l):
+        """log pi(l | h), with gradients to fc only: h (R, ..., hidden_size), l (R, ..., 2)
+        -> (R, ...)."""
+        return (-(l - self.mu(h)) ** 2 / (2 * self.std**2)
+                - math.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
 
 
 class ActionNetwork(nn.Module):

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import MNIST_ARCH, TRANSLATED_ARCH, settings, tiny_model
-from model import Glimpses, RecurrentAttention
+from model import Glimpses, RecurrentAttention, Unroll
 from modules import CoreNetwork, GlimpseNetwork
 from trainer import StackedAdam, loss_terms, loss_weights
 
@@ -169,6 +169,40 @@ def test_fast_unroll_gives_the_plain_losses_and_gradients(arch, size, device):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"run {r}: {name}")
 
 
+def test_unroll_backward_equals_numerical_gradients():
+    """Unroll's hand-written backward against finite differences in float64, for a group of
+    two runs and four glimpses: every weight of the glimpse and core networks, h_{t-1} -> h_t
+    included. The policy's weights are zeroed so that the locations, which the backward pass
+    treats as constants, do not move with the weights."""
+    model = tiny_model(seed=2, glimpse_hidden=6, loc_hidden=6, hidden_size=8, runs=2).double()
+    with torch.no_grad():
+        model.location.fc.weight.zero_()
+    x = torch.randn(2, 3, 1, 28, 28, dtype=torch.float64)
+    noise = (torch.rand(2, 3, 2, dtype=torch.float64) * 2 - 1,
+             torch.randn(4, 2, 3, 2, dtype=torch.float64))
+    probe = torch.randn(2, 4, 3, 8, dtype=torch.float64)
+
+    def h_dot_probe(*weights):  # the weights are the model's own, perturbed in place
+        h, _ = Unroll.apply(model, x, 4, noise, *weights)
+        return (h * probe).sum()
+
+    assert torch.autograd.gradcheck(h_dot_probe, model.unroll_weights(), eps=1e-6, atol=1e-6)
+
+
+def test_testing_reads_the_values_that_training_differentiates(device):
+    """Under torch.no_grad the model skips Unroll and runs the rollout alone: every output is
+    bitwise the one the training path gives for the same noise."""
+    model = tiny_model(seed=1, runs=2).to(device)
+    x = torch.randn(2, 5, 1, 28, 28, device=device)
+    noise = (torch.rand(2, 5, 2, device=device) * 2 - 1, torch.randn(6, 2, 5, 2, device=device))
+    trained = model(x, 6, noise)
+    with torch.no_grad():
+        tested = model(x, 6, noise)
+    assert trained.log_probs.requires_grad and not tested.log_probs.requires_grad
+    for field in Glimpses.__dataclass_fields__:
+        assert torch.equal(getattr(trained, field), getattr(tested, field)), field
+
+
 def test_stacked_adam_follows_plain_adam_per_run():
     """StackedAdam with three runs and three learning rates (one of them 0, as for a run that
     stopped early) follows three separate plain torch.optim.Adam, one per run (not fused, not
@@ -224,11 +258,11 @@ def test_stacked_adam_follows_plain_adam_per_run():
 
 def test_compiled_training_step_equals_eager(tmp_path):
     """--compile=True: the compiled forward and loss give the eager locations, loss terms and
-    gradients, given the same noise (drawn by trainer.draw_noise). One glimpse and small
+    gradients, given the same noise (drawn by trainer.draw_noise). Two glimpses and small
     layers keep the compilation short; every network and loss term is in the graph."""
     from trainer import Trainer
     cfg = settings("--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
-                   "--num_glimpses=1", "--uncertainty=True", "--intrinsic=True",
+                   "--num_glimpses=2", "--uncertainty=True", "--intrinsic=True",
                    "--compile=True", f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}")
     trainer = Trainer([cfg], "cpu")
     assert trainer.forward_loss is not trainer._forward_loss

@@ -96,7 +96,8 @@ class TestLocationNetwork:
         torch.manual_seed(0)
         net = modules.LocationNetwork(2, 64, std).to(device)
         h = torch.randn(2, 500, 64, device=device) * 10
-        l_t, log_pi = net(h)
+        l_t = net(h)
+        log_pi = net.log_prob(h, l_t)
         assert l_t.shape == (2, 500, 2) and log_pi.shape == (2, 500)
         assert (l_t >= -1).all() and (l_t <= 1).all()
         assert not l_t.requires_grad  # a sampled location is an action, no gradient
@@ -111,7 +112,8 @@ class TestLocationNetwork:
         with torch.no_grad():
             net.fc.bias.fill_(bias)
         h = torch.randn(1, 200, 64, device=device)
-        l_t, log_pi = net(h)
+        l_t = net(h)
+        log_pi = net.log_prob(h, l_t)
         assert (l_t >= -1).all() and (l_t <= 1).all()
         assert torch.isfinite(log_pi).all()
         # mu is clamped to the edge: l_t = clamp(edge + noise) is the edge or inside it
@@ -131,7 +133,7 @@ class TestLocationNetwork:
         with torch.no_grad():
             net.fc.weight.zero_()
             net.fc.bias.copy_(torch.tensor([[0.3, -0.2]]))
-        l_t, _ = net(torch.randn(1, 20000, 8, device=device))
+        l_t = net(torch.randn(1, 20000, 8, device=device))
         torch.testing.assert_close(l_t[0].mean(0).cpu(), torch.tensor([0.3, -0.2]), atol=2e-3,
                                    rtol=0)
         torch.testing.assert_close(l_t[0].std(0).cpu(), torch.tensor([std, std]), atol=2e-3,
@@ -144,7 +146,8 @@ class TestLocationNetwork:
         h = torch.randn(2, 50, 8, device=device)
         eps = torch.randn(2, 50, 2, device=device) * 3  # some fall outside the square
         state = torch.get_rng_state()
-        l_t, log_pi = net(h, eps)
+        l_t = net(h, eps)
+        log_pi = net.log_prob(h, l_t)
         assert torch.equal(torch.get_rng_state(), state)
         mu = torch.clamp(net.fc(h), -1, 1)
         torch.testing.assert_close(l_t, torch.clamp(mu + 0.3 * eps, -1, 1))
