@@ -59,7 +59,9 @@ def prepare_mnist(data_dir, download=False):
     for name in MNIST_FILES:
         path, gz = os.path.join(raw, name), os.path.join(raw, name + ".gz")
         if not os.path.exists(path) and os.path.exists(gz):
-            tmp = path + ".part"  # decompress beside, then rename: never a half-written file
+            # Decompress beside, then rename: never a half-written file, and processes that
+            # start side by side each write their own temporary file.
+            tmp = f"{path}.{os.getpid()}.part"
             try:
                 with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)
