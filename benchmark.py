@@ -8,11 +8,17 @@ Measures, as the median of several repeats after a warm-up:
   RAM;
 - evaluation: the accuracy curve N = 1..50 over the 10,000 test images, and the dynamic sweep
   computed from it;
-- the retina: the vectorised one against a per-sample slicing loop, in the same run.
+- the retina: the vectorised one against a per-sample slicing loop, in the same run;
+- sweeps (--sweep=1): the wall time of the README's quick grid with sweep.py, and of
+  `bash test_script.sh --quick`, each from a fresh start of Ray.
 """
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -118,6 +124,25 @@ def bench_evaluation(cfg, device, images, labels, repeats, sync):
             "dynamic_sweep_s": t_dyn, "dynamic_rates": len(rates)}
 
 
+# The quick grid of the README's "Running a sweep".
+QUICK_GRID = ["--dataset=mnist", "--random_seed=1,2", "--intrinsic=False,True", "--epochs=2",
+              "--subset=3200"]
+
+
+def bench_sweeps():
+    """Seconds of the quick grid with sweep.py (training, both evaluations, the report) and
+    of `bash test_script.sh --quick`, each writing into a temporary folder."""
+    result = {"quick_grid": "python sweep.py " + " ".join(QUICK_GRID)}
+    for key, cmd in (("quick_grid_s", [sys.executable, "sweep.py", *QUICK_GRID]),
+                     ("test_script_quick_s", ["bash", "test_script.sh", "--quick"])):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            subprocess.run(cmd + [f"--storage={tmp}"], check=True, capture_output=True,
+                           env=dict(os.environ, PYTHON=sys.executable))
+            result[key] = time.perf_counter() - start
+    return result
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -128,6 +153,9 @@ def main():
                         "compilation per setting)")
     p.add_argument("--groups", default=None,
                    help="the group sizes K to time (default 1,4,8,16; and 32,64 on CUDA)")
+    p.add_argument("--sweep", type=int, choices=(0, 1), default=1,
+                   help="also time the quick grid with sweep.py and test_script.sh --quick "
+                        "(a few minutes)")
     a = p.parse_args()
     device = torch.device(a.device)
     a.groups = a.groups or ("1,4,8,16,32,64" if device.type == "cuda" else "1,4,8,16")
@@ -180,6 +208,10 @@ def main():
                         "speedup": t_ref / t_vec}
     print(f"retina (batch 32, 60x60, k=3): vectorised {1000 * t_vec:.3f} ms, per-sample loop "
           f"{1000 * t_ref:.2f} ms, x{t_ref / t_vec:.0f}")
+    if a.sweep:
+        report["sweep"] = bench_sweeps()
+        print(f"sweeps: {report['sweep']['quick_grid']}: {report['sweep']['quick_grid_s']:.0f} "
+              f"s; bash test_script.sh --quick: {report['sweep']['test_script_quick_s']:.0f} s")
     out = a.out or f"benchmark_{device.type}.json"
     with open(out, "w") as f:
         json.dump(report, f, indent=1)

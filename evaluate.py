@@ -263,6 +263,14 @@ def results_path(results_dir, r):
     return os.path.join(results_dir, r["run"], name + ".json")
 
 
+def has_results(results_dir, run, kind, M, max_glimpses, protocol):
+    """Whether results_dir holds a measurement of run's `kind` checkpoint (best, latest), of
+    any epoch, with M copies and the curve up to max_glimpses, under `protocol`."""
+    pattern = os.path.join(results_dir, run, f"{kind}-epoch*_M{M}_curve{max_glimpses}*.json")
+    return any(path.endswith("_author.json") == (protocol == "author")
+               for path in glob.glob(pattern))
+
+
 def trace_path(results_dir, run, kind, epoch):
     """Where test_checkpoint saves the glimpses of the first test images of a checkpoint."""
     return os.path.join(results_dir, run, f"glimpses_{kind}-epoch{epoch}.pt")

@@ -12,16 +12,22 @@ def get_device(cfg):
     return "cuda" if cfg.use_gpu else "cpu"
 
 
+def train(cfgs):
+    """Train the runs `cfgs` as one group, in this process."""
+    from data_loader import get_train_valid_loaders
+    from trainer import Trainer
+    device = get_device(cfgs[0])
+    loaders = [get_train_valid_loaders(cfg, device) for cfg in cfgs]
+    Trainer(cfgs, device).train(*zip(*loaders))
+
+
 def run(cfgs):
     """Train the runs `cfgs` as one group (unless --is_train=False), then test each; returns
     their test accuracies."""
-    from data_loader import get_train_valid_loaders
     from evaluate import test_checkpoint
-    from trainer import Trainer
-    device = get_device(cfgs[0])
     if cfgs[0].is_train:
-        loaders = [get_train_valid_loaders(cfg, device) for cfg in cfgs]
-        Trainer(cfgs, device).train(*zip(*loaders))
+        train(cfgs)
+    device = get_device(cfgs[0])
     return [test_checkpoint(cfg, device) for cfg in cfgs]
 
 
@@ -33,12 +39,18 @@ def main(argv=None):
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return execute(run, cfgs)
+
+
+def execute(action, cfgs):
+    """action(cfgs) (`run` or `train`), its errors reported as one sentence and an exit
+    status (main's)."""
     # torch loads in seconds: imported only once the flags are known to be good.
     from data_loader import DataError
     from trainer import Interrupted, TrainingDiverged
     from utils import CheckpointError
     try:
-        run(cfgs)
+        action(cfgs)
     except (ConfigError, DataError, CheckpointError, TrainingDiverged, Interrupted) as e:
         if cfgs[0].debug:
             raise

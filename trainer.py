@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from config import TRAINING, run_name
 from model import RecurrentAttention
-from utils import CheckpointError, load_checkpoint, save_checkpoint, save_glimpse_trace
+from utils import (CheckpointError, RunLock, load_checkpoint, save_checkpoints,
+                   save_glimpse_trace)
 
 # The optional terms, and the flag of the variants that have them.
 OPTIONAL_TERMS = {"fit": "uncertainty", "uncertainty": "uncertainty", "intrinsic": "intrinsic"}
@@ -175,7 +176,7 @@ class Run:
         self.log_dir = os.path.join(cfg.logs_dir, self.name)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.schedule, self.state = Schedule(cfg), TrainState()
-        self.writer = self.iter_log = None
+        self.writer = self.iter_log = self.lock = None
 
     def has_term(self, name):
         """Whether the run's variant has the loss term `name` (the others are weighted 0)."""
@@ -235,10 +236,10 @@ class Trainer:
         checkpoints first. train_loaders, valid_loaders: one of each per run."""
         self.runs = [Run(*args) for args in zip(self.cfgs, self.generators, train_loaders,
                                                 valid_loaders)]
-        self._start()
         self.stop_signal = None
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            self._start()
             for epoch in range(self._epoch_done(), self.cfg.epochs):
                 for run in self.runs:
                     if run.state.epoch == epoch and not run.active:
@@ -251,6 +252,8 @@ class Trainer:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
             for run in self.runs:
+                if run.lock is not None:
+                    run.lock.release()
                 if run.iter_log is not None:
                     run.iter_log.close()
                 if run.writer is not None:
@@ -259,6 +262,8 @@ class Trainer:
     def _start(self):
         """Optimiser, states (fresh or resumed) and logs."""
         self.optimizer = StackedAdam(self.model.named_parameters())
+        for run in self.runs:  # before anything is read: a second trainer stops here
+            run.lock = RunLock(run.cfg.ckpt_dir, run.name)
         for r, run in enumerate(self.runs):
             if self.cfg.resume:
                 self._resume(r, run)
@@ -416,7 +421,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def _save(self, runs, is_best):
-        """The latest checkpoint of the runs marked in `runs`, and their best where marked."""
+        """The latest checkpoint of the runs marked in `runs`, and their best where marked,
+        all written before any replaces its previous file (utils.save_checkpoints)."""
+        files = []
         for r, run in enumerate(self.runs):
             if not runs[r]:
                 continue
@@ -427,9 +434,10 @@ class Trainer:
                          "valid": run.valid_loader.state_dict()},
                 "rng": {"policy": run.generator.get_state()}, **asdict(run.state),
             }
-            save_checkpoint(ckpt, run.ckpt_path["latest"])
+            files.append((ckpt, run.ckpt_path["latest"]))
             if is_best[r]:
-                save_checkpoint(ckpt, run.ckpt_path["best"])
+                files.append((ckpt, run.ckpt_path["best"]))
+        save_checkpoints(files)
 
     def _resume(self, r, run):
         ckpt = load_checkpoint(run.ckpt_path["latest"], run.cfg, TRAINING)

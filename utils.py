@@ -1,8 +1,10 @@
-"""Leaf utilities: atomic file writes, checkpoint files, glimpse traces. Nothing here imports
+"""Leaf utilities: atomic file writes, checkpoint files and their locks, glimpse traces. Nothing here imports
 the rest of the project."""
+import fcntl
 import glob
 import json
 import os
+import socket
 
 import torch
 
@@ -11,17 +13,65 @@ class CheckpointError(RuntimeError):
     """A missing, unreadable or mismatched checkpoint; main.py prints it and exits 1."""
 
 
-def save_checkpoint(ckpt, path):
-    """Write to a temporary file beside `path`, then rename it over `path`: a crash or a full
-    disk in the middle of a save leaves the previous checkpoint whole."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
+def save_checkpoints(files):
+    """Write every (checkpoint, path) of `files` to a temporary file beside its path, then
+    rename them all over their paths: a crash or a full disk during the writes leaves every
+    previous checkpoint whole, and the files of a group of runs change together (all but
+    within the instant of the renames)."""
+    written = []
     try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
+        for ckpt, path in files:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            written.append((path + ".tmp", path))
+            torch.save(ckpt, path + ".tmp")
+        for tmp, path in written:
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp, _ in written:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def save_checkpoint(ckpt, path):
+    """One checkpoint, written as save_checkpoints writes a group's."""
+    save_checkpoints([(ckpt, path)])
+
+
+class RunLock:
+    """One trainer per run: an exclusive lock on <ckpt_dir>/<run>.lock while a process trains
+    the run, the file removed when it is done. The operating system drops the lock when its
+    process ends, however it ends, so a lock file left behind by a killed process does not
+    block a resume."""
+
+    def __init__(self, ckpt_dir, run):
+        os.makedirs(ckpt_dir, exist_ok=True)
+        self.path = os.path.join(ckpt_dir, f"{run}.lock")
+        while True:
+            self.file = open(self.path, "a+")
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                holder = self.file.read().strip() or "another process"
+                self.file.close()
+                raise CheckpointError(f"run {run} is being trained by {holder} (lock "
+                                      f"{self.path}); wait for it to finish or stop it, then "
+                                      f"resume.") from None
+            # A holder that was releasing may have removed the file we opened: lock the file
+            # that is at the path now.
+            try:
+                if os.path.samestat(os.fstat(self.file.fileno()), os.stat(self.path)):
+                    break
+            except FileNotFoundError:
+                pass
+            self.file.close()
+        self.file.truncate(0)
+        self.file.write(f"process {os.getpid()} on {socket.gethostname()}")
+        self.file.flush()
+
+    def release(self):
+        os.remove(self.path)  # before the lock drops, so no one else's lock file is removed
+        self.file.close()
 
 
 def write_json(obj, path):

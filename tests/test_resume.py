@@ -3,6 +3,9 @@ ends (between epochs, and on translated MNIST), a failed save keeps the previous
 and a diverging loss stops before it spoils one. The same for groups of runs, and mid-epoch
 after SIGINT: tests/test_group.py."""
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,10 +13,11 @@ import torch
 import main
 import trainer as trainer_module
 import utils
-from conftest import SMALL_RUN, assert_same_training_state, run_dirs
+from conftest import ROOT, SMALL_RUN, assert_same_training_state, run_dirs
 
 BOTH = ["--uncertainty=True", "--intrinsic=True"]
 RUN = "mnist_ram_6_8x8_s2_k1_both_seed1_subset640"  # SMALL_RUN + BOTH
+RUN0 = "mnist_ram_6_8x8_s2_k1_original_seed1_subset640"  # SMALL_RUN
 
 
 def ckpt(tmp, kind="latest", run=RUN):
@@ -67,6 +71,63 @@ def test_a_failed_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeyp
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["model"]["w"], torch.ones(3))
     assert os.listdir(tmp_path) == ["x_latest.pt"]  # no temporary file left behind
+
+
+def test_a_failed_group_save_replaces_no_file(tmp_path, monkeypatch):
+    """A group's checkpoints are all written before any is renamed over its previous file:
+    a save that fails on the second file leaves the first run's file unchanged too."""
+    paths = [str(tmp_path / f"run{i}_latest.pt") for i in (1, 2)]
+    utils.save_checkpoints([({"w": torch.ones(3)}, p) for p in paths])
+    real_save = torch.save
+
+    def second_fails(obj, f, *a, **k):
+        if f.startswith(paths[1]):
+            raise OSError(28, "No space left on device")
+        real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", second_fails)
+    with pytest.raises(OSError):
+        utils.save_checkpoints([({"w": torch.zeros(3)}, p) for p in paths])
+    monkeypatch.undo()
+    for p in paths:
+        assert torch.equal(torch.load(p, weights_only=True)["w"], torch.ones(3))
+    assert sorted(os.listdir(tmp_path)) == ["run1_latest.pt", "run2_latest.pt"]
+
+
+def test_a_second_trainer_of_a_run_is_refused_and_changes_nothing(tmp_path, capsys):
+    """While a process trains a run, another trainer of the same run (a retried sweep task,
+    the same command started twice) stops with one sentence, exit status 1, and every file
+    stays as it was; once the first lets go, the run resumes."""
+    args = SMALL_RUN + run_dirs(tmp_path)
+    assert main.main(args + ["--epochs=1"]) == 0
+    before = {p: open(p, "rb").read() for p in
+              (f"{tmp_path}/ckpt/{RUN0}_latest.pt", f"{tmp_path}/logs/{RUN0}/epochs.csv")}
+    live = utils.RunLock(f"{tmp_path}/ckpt", RUN0)  # a trainer holding the run
+    capsys.readouterr()
+    assert main.main(args + ["--epochs=2", "--resume=True"]) == 1
+    err = capsys.readouterr().err
+    assert f"run {RUN0} is being trained by process {os.getpid()} on" in err
+    assert err.count("\n") == 1
+    assert {p: open(p, "rb").read() for p in before} == before
+    live.release()
+    assert not os.path.exists(live.path)
+    assert main.main(args + ["--epochs=2", "--resume=True"]) == 0
+    assert ckpt(tmp_path, run=RUN0)["epoch"] == 2
+
+
+def test_a_lock_left_by_a_killed_trainer_does_not_block_a_resume(tmp_path):
+    """A process killed while holding a run's lock leaves the lock file behind, but not the
+    lock: the resume goes ahead."""
+    args = SMALL_RUN + run_dirs(tmp_path)
+    assert main.main(args + ["--epochs=1"]) == 0
+    code = ("import os, signal, sys; sys.path.insert(0, sys.argv[1]); import utils; "
+            "utils.RunLock(sys.argv[2], sys.argv[3]); os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", code, ROOT, f"{tmp_path}/ckpt", RUN0])
+    assert killed.returncode == -signal.SIGKILL
+    assert os.path.exists(f"{tmp_path}/ckpt/{RUN0}.lock")
+    assert main.main(args + ["--epochs=2", "--resume=True"]) == 0
+    assert ckpt(tmp_path, run=RUN0)["epoch"] == 2
+    assert not os.path.exists(f"{tmp_path}/ckpt/{RUN0}.lock")
 
 
 def test_a_diverging_loss_stops_with_the_step_and_terms_and_keeps_the_checkpoint(

@@ -1,0 +1,394 @@
+"""Sweeps on Ray: a grid of runs (datasets x variants x seeds x loss weights) packed into
+groups that train in one process each, as main.py trains a group; then every run evaluated
+under both protocols; then the report.
+
+    python sweep.py --dataset=mnist --random_seed=1,2 --intrinsic=False,True --epochs=2
+    python sweep.py --grid=sweeps/paper.json                         the paper's 40 runs
+    python sweep.py --grid=sweeps/paper.json --address=auto --storage=/shared/ram
+
+Every flag of main.py goes to every run, and --dataset and the flags of config.GROUPED take
+comma-separated lists: the sweep is every combination. A grid file (JSON or YAML) holds such
+flags as a mapping ({"random_seed": [1, 2, 3], "uncertainty": [false, true]}), or a list of
+mappings swept together; flags on the command line override the file's, except --dataset,
+which picks among the datasets a grid names. Unless the flags say otherwise, the files go to
+runs/sweep/ (ckpt, logs, results, plots).
+
+Without --address, Ray starts on this machine. Each group is a Ray task that asks for
+--cpus_per_group CPUs and, where the cluster has GPUs, --gpus_per_group of one. A task whose
+worker dies is retried and resumes from its runs' latest checkpoints. A sweep started again
+skips the runs that are trained and the evaluations that exist. Ctrl-C stops every task after
+it saves a resumable checkpoint.
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import socket
+import sys
+
+from config import GROUPED, ConfigError, get_config, get_configs, listed, run_name, str2bool
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# Folders of main.py that every worker must find at the same place: made absolute.
+PATH_FLAGS = ("data_dir", "ckpt_dir", "logs_dir", "results_dir")
+# Where a sweep writes unless its flags say otherwise: apart from main.py's folders and from
+# the committed results/ and plots/.
+OUT = "runs/sweep"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One sentence and exit status 2, instead of argparse's usage dump."""
+        self.exit(2, f"error: {message} (python sweep.py --help lists the flags)\n")
+
+
+def parse(argv):
+    """The sweep's own flags, and the rest: main.py's flags for every run."""
+    p = _Parser(
+        description=__doc__.splitlines()[0], allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Any other flag is main.py's (python main.py --help) and goes to every run.")
+    p.add_argument("--grid", default=None, help="a JSON or YAML file of flags to sweep")
+    p.add_argument("--dataset", type=listed(str), default=None,
+                   help="datasets to sweep, comma-separated (default: the grid's, else mnist)")
+    p.add_argument("--address", default=None, help="a running Ray cluster: auto, or "
+                   "ray://host:10001; default: start Ray on this machine")
+    p.add_argument("--storage", default=None, help="a folder every node sees: relative "
+                   "--ckpt_dir, --logs_dir, --results_dir and --plots_dir go under it")
+    p.add_argument("--group_size", type=int, default=20, help="most runs trained in one process")
+    p.add_argument("--cpus_per_group", type=float, default=1, help="CPUs each group asks for")
+    p.add_argument("--gpus_per_group", type=float, default=0.25,
+                   help="the share of a GPU each group asks for, where the cluster has GPUs")
+    p.add_argument("--max_retries", type=int, default=3,
+                   help="how often a task whose worker died is started again")
+    p.add_argument("--evaluate", type=str2bool, default=True, help="evaluate every run under "
+                   "both protocols: ours (best checkpoint, M = 1 and 10) and the author's "
+                   "(latest checkpoint, M = 10), curve N = 1..max_glimpses, and the dynamic "
+                   "sweeps for the variants with the uncertainty term")
+    p.add_argument("--report", type=str2bool, default=True,
+                   help="then rebuild the tables and figures (report.py)")
+    p.add_argument("--plots_dir", default=f"{OUT}/plots", help="report.py's --plots_dir")
+    p.add_argument("--first_epoch_logs", default=f"{OUT}/logs",
+                   help="report.py's --first_epoch_logs: the runs of its first-epoch figure")
+    p.add_argument("--pretrained_dir", default=None, help="report.py's --pretrained_dir")
+    args, rest = p.parse_known_args(argv)
+    if args.group_size < 1:
+        p.error("--group_size must be at least 1")
+    for flag in ("--is_train", "--resume", "--checkpoint"):
+        if any(a.split("=")[0] == flag for a in rest):
+            p.error(f"{flag} is the sweep's to set: it trains what is missing, resumes what "
+                    f"has a checkpoint, and tests the runs' own checkpoints")
+    return args, rest
+
+
+def read_grid(path):
+    """A grid file: a list of mappings of flags."""
+    try:
+        with open(path) as f:
+            if path.endswith((".yaml", ".yml")):
+                import yaml
+                try:
+                    grid = yaml.safe_load(f)
+                except yaml.YAMLError as e:
+                    raise ConfigError(f"{path} is not valid YAML: {e}") from e
+            else:
+                grid = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read the grid file {path}: {e.strerror}.") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}.") from e
+    grids = grid if isinstance(grid, list) else [grid]
+    if not grids or not all(isinstance(g, dict) for g in grids):
+        raise ConfigError(f"{path} holds neither a mapping of flags nor a list of them.")
+    return grids
+
+
+def as_flags(grid):
+    """A grid file's mapping as main.py's command-line flags."""
+    flags = []
+    for key, value in grid.items():
+        values = [str(v) for v in (value if isinstance(value, list) else [value])]
+        if key in GROUPED:
+            flags.append(f"--{key}={','.join(values)}")
+        elif isinstance(value, list):
+            flags += [f"--{key}", *values]
+        else:
+            flags.append(f"--{key}={values[0]}")
+    return flags
+
+
+def plan(args, rest):
+    """Every run of the sweep, once: {run name: (argv, cfg)}, argv the run's own main.py
+    flags (its folders absolute), cfg what main.py makes of them."""
+    runs = {}
+    for grid in read_grid(args.grid) if args.grid else [{}]:
+        grid = dict(grid)
+        datasets = grid.pop("dataset", None)
+        if datasets is None:
+            datasets = args.dataset or ["mnist"]
+        else:  # the grid's datasets, those of --dataset where it is given
+            datasets = [d for d in (datasets if isinstance(datasets, list) else [datasets])
+                        if not args.dataset or d in args.dataset]
+        for dataset in datasets:
+            flags = ([f"--{key}={OUT}/{key[:-4]}" for key in PATH_FLAGS[1:]] + as_flags(grid)
+                     + rest + [f"--dataset={dataset}"])
+            for cfg in get_configs(flags):
+                argv = flags + [f"--{key}={getattr(cfg, key)}" for key in GROUPED]
+                argv += [f"--{key}={place(getattr(cfg, key), args, key != 'data_dir')}"
+                         for key in PATH_FLAGS]
+                cfg = get_config(argv)
+                runs.setdefault(run_name(cfg), (argv, cfg))
+    if not runs:
+        raise ConfigError(f"the grid holds no run of the datasets {', '.join(args.dataset)}.")
+    return runs
+
+
+def place(folder, args, shared=True):
+    """A folder as every worker finds it: under --storage when relative and `shared`, and
+    absolute."""
+    if shared and args.storage and not os.path.isabs(folder):
+        folder = os.path.join(args.storage, folder)
+    return os.path.abspath(folder)
+
+
+def progress(cfg):
+    """Where a run stands, from its latest checkpoint: (epochs done, finished: every epoch
+    done or stopped early, the place (epoch, step) a resume starts from; None without a
+    checkpoint)."""
+    from utils import CheckpointError, load_checkpoint
+    try:
+        ckpt = load_checkpoint(os.path.join(cfg.ckpt_dir, f"{run_name(cfg)}_latest.pt"))
+    except CheckpointError:
+        return 0, False, None
+    finished = ckpt["epoch"] >= cfg.epochs or ckpt["epochs_since_best"] >= cfg.train_patience
+    return ckpt["epoch"], finished, (ckpt["epoch"], ckpt["batch"])
+
+
+def pack(todo, size):
+    """Groups of at most `size` runs that can train in one process: the same settings but for
+    the GROUPED ones, and the same place in their checkpoints. todo: [(cfg, place)]."""
+    buckets = {}
+    for cfg, where in todo:
+        shared = tuple(sorted((k, repr(v)) for k, v in vars(cfg).items() if k not in GROUPED))
+        buckets.setdefault((shared, where), []).append(cfg)
+    groups = []
+    for cfgs in buckets.values():
+        n = math.ceil(len(cfgs) / size)
+        groups += [cfgs[i::n] for i in range(n)]  # n groups of nearly equal size
+    return groups
+
+
+def evaluations(argv, cfg):
+    """main.py's flags for each evaluation of a run that is missing: [(label, argv)]."""
+    from evaluate import has_results
+    name = run_name(cfg)
+    dynamic = ["--dynamic=True"] if cfg.uncertainty else []
+    todo = []
+    if not has_results(cfg.results_dir, name, "best", 10, cfg.max_glimpses, "ours"):
+        todo.append(("ours", argv + ["--is_train=False", "--best=True", "--curve=True",
+                                     "--M", "1", "10", *dynamic]
+                     + (["--stopping_rule", "spec", "released"] if dynamic else [])))
+    if not has_results(cfg.results_dir, name, "latest", 10, cfg.max_glimpses, "author"):
+        latest = os.path.join(cfg.ckpt_dir, f"{name}_latest.pt")
+        todo.append(("author", argv + ["--is_train=False", f"--checkpoint={latest}",
+                                       "--protocol=author", "--curve=True", "--M", "10",
+                                       *dynamic]
+                     + (["--stopping_rule", "released", "spec"] if dynamic else [])))
+    return todo
+
+
+def train_group(cfgs, log_path):
+    """A Ray task: train the group in this worker process, resuming from the latest
+    checkpoints where they exist (as a retried task does). Returns main.py's exit status;
+    the console output goes to log_path."""
+    import main
+    resume = os.path.exists(os.path.join(cfgs[0].ckpt_dir, f"{run_name(cfgs[0])}_latest.pt"))
+    for cfg in cfgs:
+        cfg.is_train, cfg.resume = True, resume
+    with open(log_path, "a", buffering=1) as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        # On a line of its own: a killed attempt may have left a progress bar's line open.
+        print(f"\n[sweep] attempt in process {os.getpid()} on {socket.gethostname()}")
+        return main.execute(main.train, cfgs)
+
+
+def evaluate_run(argv, log_path):
+    """A Ray task: one evaluation (main.py --is_train=False ...); returns its exit status."""
+    import main
+    with open(log_path, "a", buffering=1) as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        return main.main(argv)
+
+
+def attempts(log_path):
+    """How many times a task started on this console log (train_group's attempt lines)."""
+    if not os.path.exists(log_path):
+        return 0
+    with open(log_path) as f:
+        return sum(line.startswith("[sweep] attempt") for line in f)
+
+
+def last_error(log_path):
+    """The last 'error: ...' line of a task's console log."""
+    with open(log_path) as f:
+        errors = [line.strip() for line in f if line.startswith("error:")]
+    return errors[-1] if errors else f"see {log_path}"
+
+
+class Sweep:
+    """The driver: submits the groups, then each run's evaluations as its group finishes,
+    and shows the progress of the whole sweep."""
+
+    def __init__(self, args, runs):
+        import ray
+        self.ray, self.args, self.runs = ray, args, runs
+        self.log_dir = os.path.join(next(iter(runs.values()))[1].logs_dir, "sweep")
+        os.makedirs(self.log_dir, exist_ok=True)
+        self.train = ray.remote(max_retries=args.max_retries)(train_group)
+        self.evaluate = ray.remote(max_retries=args.max_retries, num_cpus=1)(evaluate_run)
+        self.tasks = {}  # ray reference -> (kind, label, payload, log path)
+        self.failed = 0
+
+    def run(self):
+        """Train, evaluate, report; returns the exit status (0, 1 when a task failed, 130
+        after Ctrl-C)."""
+        from tqdm import tqdm
+        ray = self.ray
+        todo, self.epochs = [], {}
+        for name, (argv, cfg) in self.runs.items():
+            epochs, finished, where = progress(cfg)
+            if not finished and self.args.evaluate and not evaluations(argv, cfg):
+                epochs, finished = cfg.epochs, True  # evaluated, checkpoints or not: done
+            self.epochs[name] = epochs
+            if not finished:
+                todo.append((cfg, where))
+        gpus = ray.cluster_resources().get("GPU", 0) > 0 and self.args.gpus_per_group > 0
+        groups = pack(todo, self.args.group_size)
+        self.bar = tqdm(total=sum(cfg.epochs for _, cfg in self.runs.values()),
+                        initial=sum(self.epochs.values()), unit="epoch", desc="sweep",
+                        file=sys.stdout)
+        resources = ray.cluster_resources()
+        self.bar.write(f"[*] {len(self.runs)} runs: {len(self.runs) - len(todo)} trained, "
+                       f"{len(todo)} to train in {len(groups)} groups; Ray: "
+                       f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
+        self.attempts = {}  # ray reference -> [attempts before this sweep, attempts seen]
+        for i, cfgs in enumerate(groups):
+            for cfg in cfgs:
+                cfg.use_gpu = gpus
+            label = f"group {i + 1}/{len(groups)} ({cfgs[0].dataset}, {len(cfgs)} runs)"
+            log = os.path.join(self.log_dir, f"{run_name(cfgs[0])}+{len(cfgs) - 1}.log")
+            options = {"num_cpus": self.args.cpus_per_group,
+                       "num_gpus": self.args.gpus_per_group if gpus else 0}
+            ref = self.train.options(**options).remote(cfgs, log)
+            self.tasks[ref] = ("train", label, cfgs, log)
+            self.attempts[ref] = [attempts(log)] * 2  # (before this sweep, seen so far)
+        for name in sorted(set(self.runs) - {run_name(cfg) for cfg, _ in todo}):
+            self._submit_evaluations(name)
+        try:
+            self._wait()
+        except KeyboardInterrupt:
+            return self._stop()
+        finally:
+            self.bar.close()
+        if self.args.report and not self.failed:
+            self._report()
+        return 1 if self.failed else 0
+
+    def _submit_evaluations(self, name):
+        if not self.args.evaluate:
+            return
+        argv, cfg = self.runs[name]
+        for protocol, eval_argv in evaluations(argv, cfg):
+            log = os.path.join(self.log_dir, f"{name}_{protocol}.log")
+            ref = self.evaluate.remote(eval_argv, log)
+            self.tasks[ref] = ("evaluate", f"{name}: {protocol} protocol", None, log)
+
+    def _wait(self):
+        while self.tasks:
+            done, _ = self.ray.wait(list(self.tasks), num_returns=1, timeout=0.2)
+            self._show_progress()
+            for ref in done:
+                kind, label, cfgs, log = self.tasks.pop(ref)
+                try:
+                    status = self.ray.get(ref)
+                except self.ray.exceptions.RayError as e:  # retries used up, or Ray failed
+                    status, detail = 1, f"{type(e).__name__}"
+                else:
+                    detail = last_error(log) if status else ""
+                if status:
+                    self.failed += 1
+                    self.bar.write(f"[!] {label} failed (status {status}): {detail}")
+                elif kind == "train":
+                    self.bar.write(f"[*] {label} finished")
+                    for cfg in cfgs:
+                        self._submit_evaluations(run_name(cfg))
+                else:
+                    self.bar.write(f"[*] {label} evaluated")
+
+    def _show_progress(self):
+        """Advance the bar to the epochs in the runs' logs; a line per group that starts or
+        is retried (seen as an attempt line in its console log)."""
+        done = 0
+        for name, (_, cfg) in self.runs.items():
+            path = os.path.join(cfg.logs_dir, name, "epochs.csv")
+            if os.path.exists(path):
+                with open(path) as f:
+                    done += max(self.epochs[name], sum(1 for _ in f) - 1)
+            else:
+                done += self.epochs[name]
+        self.bar.update(done - self.bar.n)
+        for ref, (kind, label, _, log) in self.tasks.items():
+            if kind != "train":
+                continue
+            before, seen = self.attempts[ref]
+            now = attempts(log)
+            if now > seen:
+                self.bar.write(f"[*] {label} started" if seen == before else
+                               f"[!] {label} retried (attempt {now - before}): its worker "
+                               f"died; resuming from the latest checkpoints")
+                self.attempts[ref][1] = now
+
+    def _stop(self):
+        """Ctrl-C: every running task gets SIGINT, saves a resumable checkpoint and stops."""
+        self.bar.write("[!] Ctrl-C: stopping the tasks; each saves a resumable checkpoint "
+                       "(Ctrl-C again stops at once)")
+        for ref in self.tasks:
+            self.ray.cancel(ref)
+        for ref in self.tasks:
+            with contextlib.suppress(self.ray.exceptions.RayError):
+                self.ray.get(ref)
+        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+    def _report(self):
+        import report
+        cfg = next(iter(self.runs.values()))[1]
+        argv = [f"--results_dir={cfg.results_dir}",
+                f"--plots_dir={place(self.args.plots_dir, self.args)}",
+                f"--first_epoch_logs={place(self.args.first_epoch_logs, self.args)}"]
+        if self.args.pretrained_dir:
+            argv.append(f"--pretrained_dir={place(self.args.pretrained_dir, self.args)}")
+        report.main(argv)
+
+
+def main(argv=None):
+    """Exit status: 0 done, 1 a task failed, 2 bad settings, 130 Ctrl-C."""
+    args, rest = parse(argv)
+    try:
+        runs = plan(args, rest)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import ray
+    # Workers import this repository from its path: the same path on every node.
+    ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    try:
+        return Sweep(args, runs).run()
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

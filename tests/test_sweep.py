@@ -1,0 +1,184 @@
+"""sweep.py on a local Ray instance: a grid trains the groups main.py would train, bit for bit;
+a sweep started again trains nothing; Ctrl-C on the driver and a killed worker both end, after
+a resume and a retry, in the checkpoints of an uninterrupted run."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import DATA, ROOT, assert_same_training_state, run_dirs
+
+pytest.importorskip("ray")
+
+# Runs that take a few seconds an epoch, so that a test can stop one in the middle.
+RUN = ["--subset=6400", "--epochs=2", "--use_tensorboard=False", f"--data_dir={DATA}",
+       "--hidden_size=64", "--glimpse_hidden=32", "--loc_hidden=32"]
+NAME = "mnist_ram_6_8x8_s2_k1_{variant}_seed{seed}_subset6400"
+GROUPS = {"original": ["--random_seed=1,2", "--intrinsic=False"],
+          "intrinsic": ["--random_seed=1,2", "--intrinsic=True"]}
+
+
+def runs(variant):
+    return [NAME.format(variant=variant, seed=s) for s in (1, 2)]
+
+
+def python(*args):
+    """`python ARGS` in the repository root with one thread, as a Ray task of one CPU runs:
+    the same arithmetic, so the same bits."""
+    return [sys.executable, *args], dict(cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+
+
+def sweep(out, *flags):
+    """`python sweep.py` on the test runs, its files under `out`: a started process."""
+    cmd, kw = python("sweep.py", *RUN, f"--storage={out}", "--group_size=2", *flags)
+    return subprocess.Popen(cmd, **kw)
+
+
+def finish(proc, timeout=240):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def ckpt(folder, run, kind="latest"):
+    return torch.load(f"{folder}/{run}_{kind}.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The two groups of the 2 x 2 grid, each trained by main.py in one process: ckpt dir."""
+    tmp = tmp_path_factory.mktemp("main")
+    for group in GROUPS.values():
+        cmd, kw = python("main.py", *RUN, *group, *run_dirs(tmp))
+        r = subprocess.run(cmd, **kw, timeout=300)
+        assert r.returncode == 0, r.stderr
+    return tmp / "ckpt"
+
+
+def wait_for(predicate, proc, timeout=120):
+    start = time.time()
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout
+        time.sleep(0.05)
+
+
+def test_a_grid_trains_the_groups_of_main_py_and_a_second_sweep_trains_nothing(
+        tmp_path, reference):
+    """seeds 1, 2 x intrinsic False, True with --group_size=2: two groups of two runs, whose
+    checkpoints equal those of main.py training the same groups; every run is evaluated under
+    both protocols and the report is written. Started again, the sweep finds everything done
+    and changes no file."""
+    code, out, err = finish(sweep(tmp_path, "--random_seed=1,2", "--intrinsic=False,True",
+                                  "--max_glimpses=8", "--num_test=200"))
+    assert code == 0, err
+    assert "4 runs: 0 trained, 4 to train in 2 groups" in out
+    assert out.count("finished") == 2 and out.count("protocol evaluated") == 8
+    files = tmp_path / "runs" / "sweep"
+    for variant in GROUPS:
+        for run in runs(variant):
+            for kind in ("latest", "best"):
+                assert_same_training_state(ckpt(files / "ckpt", run, kind),
+                                           ckpt(reference, run, kind))
+            results = os.listdir(files / "results" / run)
+            assert any(f.startswith("best-") and "_M10_curve8" in f and
+                       not f.endswith("_author.json") for f in results), results
+            assert any(f.startswith("latest-") and f.endswith("_M10_curve8_first200_author.json")
+                       for f in results), results
+    assert (files / "results" / "tables.md").exists()
+    assert (files / "plots" / "first_epoch_mnist.png").exists()
+    before = {p: os.stat(p).st_mtime_ns for p in files.rglob("*") if p.is_file()}
+    code, out, err = finish(sweep(tmp_path, "--random_seed=1,2", "--intrinsic=False,True",
+                                  "--max_glimpses=8", "--num_test=200", "--report=False"))
+    assert code == 0, err
+    assert "4 runs: 4 trained, 0 to train in 0 groups" in out
+    assert "started" not in out and "evaluated" not in out
+    assert {p: os.stat(p).st_mtime_ns for p in files.rglob("*") if p.is_file()
+            if "sweep/logs/sweep" not in str(p)} == \
+        {p: t for p, t in before.items() if "sweep/logs/sweep" not in str(p)}
+
+
+def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_path, reference):
+    """Ctrl-C on the driver in epoch 2: the task saves a resumable checkpoint and the sweep
+    exits 130. Started again, it resumes; its worker, killed mid-epoch, is retried by Ray and
+    resumes again. The runs end exactly where main.py's uninterrupted group ends."""
+    flags = ("--evaluate=False", "--report=False", *GROUPS["original"])
+    ckpt_dir = tmp_path / "runs" / "sweep" / "ckpt"
+    latest = ckpt_dir / f"{runs('original')[1]}_latest.pt"
+    proc = sweep(tmp_path, *flags)
+    wait_for(latest.exists, proc)  # epoch 1 is saved: epoch 2 has begun
+    proc.send_signal(signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 130, err
+    assert "run the same command again to resume" in err
+    saved = ckpt(ckpt_dir, runs("original")[0])
+    assert saved["epoch"] == 1 and saved["batch"] > 0, "the stop saved no mid-epoch checkpoint"
+    log = tmp_path / "runs" / "sweep" / "logs" / "sweep" / f"{runs('original')[0]}+1.log"
+
+    def lines(start):
+        with open(log) as f:
+            return [line for line in f if line.startswith(start)]
+
+    proc = sweep(tmp_path, *flags)
+    wait_for(lambda: len(lines("[*] resuming")) == 2, proc)  # the second attempt trains
+    os.kill(int(lines("[sweep] attempt")[-1].split()[4]), signal.SIGKILL)
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "started" in out and "retried (attempt 2)" in out, out
+    assert len(lines("[*] resuming")) == 2 * 2  # two resumes of two runs
+    for run in runs("original"):
+        assert not (ckpt_dir / f"{run}.lock").exists()
+        for kind in ("latest", "best"):
+            assert_same_training_state(ckpt(ckpt_dir, run, kind), ckpt(reference, run, kind))
+
+
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
+    """Before Ray starts: an unreadable or malformed grid file, a flag the sweep sets itself,
+    a dataset that the grid does not hold."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"random_seed": [1, 2')
+    not_a_grid = tmp_path / "list.json"
+    not_a_grid.write_text("[1, 2]")
+    cases = [([f"--grid={tmp_path}/missing.json"], "cannot read the grid file"),
+             ([f"--grid={bad}"], "is not valid JSON"),
+             ([f"--grid={not_a_grid}"], "neither a mapping of flags nor a list"),
+             (["--resume=True"], "--resume is the sweep's to set"),
+             (["--grid=sweeps/first_epoch.json", "--dataset=svhn"], "holds no run")]
+    for flags, message in cases:
+        cmd, kw = python("sweep.py", f"--storage={tmp_path}", *flags)
+        r = subprocess.run(cmd, **kw, timeout=60)
+        assert r.returncode == 2, (flags, r.stderr)
+        assert message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert os.listdir(tmp_path) == ["bad.json", "list.json"]
+
+
+def test_plan_and_pack():
+    """A grid file's list of grids, --dataset picking among their datasets, command-line flags
+    over the file's; groups share every setting but the GROUPED ones and the place their
+    checkpoints stand at, and are at most --group_size runs, of nearly equal sizes."""
+    import sweep
+    args, rest = sweep.parse(["--grid=sweeps/first_epoch.json", "--dataset=translated",
+                              "--random_seed=7,8"])
+    runs = sweep.plan(args, rest)
+    assert len(runs) == 2 * 4
+    assert {cfg.dataset for _, cfg in runs.values()} == {"translated"}
+    assert {cfg.random_seed for _, cfg in runs.values()} == {7, 8}
+    assert {cfg.lambda_intrinsic for _, cfg in runs.values()} == {1e-2}
+    assert all(os.path.isabs(cfg.ckpt_dir) and cfg.ckpt_dir.endswith("runs/sweep/ckpt")
+               for _, cfg in runs.values())
+    cfgs = [cfg for _, cfg in runs.values()]
+    todo = [(cfg, None) for cfg in cfgs[:5]] + [(cfg, (3, 17)) for cfg in cfgs[5:]]
+    groups = sweep.pack(todo, size=2)
+    assert sorted(len(g) for g in groups) == [1, 1, 2, 2, 2]
+    assert sorted(sweep.run_name(c) for g in groups for c in g) == \
+        sorted(sweep.run_name(c) for c in cfgs)
+    for g in groups:
+        assert len({cfg in cfgs[:5] for cfg in g}) == 1  # never a fresh run with a resumed one
+    other = sweep.get_config([*sweep.plan(args, rest)[sweep.run_name(cfgs[0])][0],
+                              "--hidden_size=64"])
+    assert len(sweep.pack([(cfgs[0], None), (other, None)], size=8)) == 2
