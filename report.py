@@ -360,15 +360,24 @@ def _run_table(results, dataset, protocol):
 PROTOCOL_NAMES = {"ours": "our protocol", "author": "the author's protocol"}
 
 
+# The claims that compare two variants, seed by seed (the same seed: the same initial
+# weights, batches and translations): (variant, the variant it is compared with, N).
+PAIRED = (("both", "original", 50), ("intrinsic", "uncertainty", 50))
+
+
 def _paired(runs, protocol):
-    """RAM + both minus original RAM at N = 50, seed by seed."""
-    both, base = runs.get("both", {}), runs.get("original", {})
-    paired = [(s, _at(both[s], 50) - _at(base[s], 50)) for s in both
-              if s in base and _at(both[s], 50) is not None and _at(base[s], 50) is not None]
-    if not paired:
-        return []
-    return [f"RAM + both minus RAM at N = 50 ({PROTOCOL_NAMES[protocol]}), seed by seed: "
-            + ", ".join(f"seed {s}: {d:+.1f}" for s, d in paired) + " points.", ""]
+    """Each comparison of PAIRED, seed by seed, and the differences' mean +- sd [min, max]."""
+    lines = []
+    for variant, other, n in PAIRED:
+        a, b = runs.get(variant, {}), runs.get(other, {})
+        paired = [(s, _at(a[s], n) - _at(b[s], n)) for s in a
+                  if s in b and _at(a[s], n) is not None and _at(b[s], n) is not None]
+        if paired:
+            lines += [f"{LABELS[variant]} minus {LABELS[other]} at N = {n} "
+                      f"({PROTOCOL_NAMES[protocol]}), seed by seed: "
+                      + ", ".join(f"seed {s}: {d:+.1f}" for s, d in paired) + " points; "
+                      + _spread([d for _, d in paired]) + ".", ""]
+    return lines
 
 
 def _dynamic_tables(results, dataset):

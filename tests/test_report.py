@@ -34,9 +34,13 @@ def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
     row = next(line for line in lines if line.startswith("| RAM + both, N = 50 |"))
     assert row == "| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - |"
     assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
+    results += [_result("intrinsic", 1, "author", 10, 0.2, 0.9),
+                _result("uncertainty", 1, "author", 10, 0.2, 0.5)]
     assert report._paired(report._by_seed(results, "author", 10), "author") == [
         "RAM + both minus RAM at N = 50 (the author's protocol), seed by seed: seed 1: +88.5, "
-        "seed 2: +83.5 points.", ""]
+        "seed 2: +83.5 points; 86.0 +- 3.5 [83.5, 88.5] (2 seeds).", "",
+        "RAM + intrinsic minus RAM + uncertainty at N = 50 (the author's protocol), seed by "
+        "seed: seed 1: +40.0 points; 40.0 (1 seed).", ""]
 
 
 def test_claims_compare_dynamic_sweeps_at_the_authors_exploration_rates():
