@@ -226,9 +226,9 @@ def first_epoch_summary(logs_dir):
     for dataset, by_variant in first_epoch_logs(logs_dir).items():
         for variant, seeds in by_variant.items():
             for seed, path in seeds.items():
-                if _first_epoch_ended(os.path.dirname(path)):
-                    summary.setdefault(dataset, {}).setdefault(variant, {})[seed] = \
-                        read_running_accuracy(path)[-1]
+                running = read_running_accuracy(path)
+                if running and _first_epoch_ended(os.path.dirname(path)):
+                    summary.setdefault(dataset, {}).setdefault(variant, {})[seed] = running[-1]
     return summary
 
 

@@ -427,6 +427,9 @@ class Trainer:
         for r, run in enumerate(self.runs):
             if not runs[r]:
                 continue
+            # The iteration log on disk must reach the checkpoint's step: a resume after a
+            # kill cuts it back to that step, and rows left in a dead process's buffer are lost.
+            run.iter_log.flush()
             ckpt = {
                 "config": vars(run.cfg), "model": self.model.run_state(r),
                 "optimizer": self.optimizer.run_state(r), "schedule": run.schedule.state_dict(),
@@ -475,10 +478,15 @@ class Trainer:
         if self.cfg.resume and os.path.exists(path):
             with open(path, newline="") as f:
                 rows = list(csv.reader(f))[1:1 + run.state.global_step]
-        f = open(path, "w", newline="")
+            if len(rows) < run.state.global_step:
+                print(f"[!] {run.name}: {path} holds {len(rows)} of the checkpoint's "
+                      f"{run.state.global_step} steps (the rest died with a killed process)")
+        with open(path + ".tmp", "w", newline="") as f:  # a kill now leaves the old file
+            csv.writer(f).writerows([["epoch", "iteration", "global_step", "running_loss",
+                                      "running_acc"]] + rows)
+        os.replace(path + ".tmp", path)
+        f = open(path, "a", newline="")
         run.iter_csv = csv.writer(f)
-        run.iter_csv.writerows([["epoch", "iteration", "global_step", "running_loss",
-                                 "running_acc"]] + rows)
         return f
 
     def _log_iteration(self, run, epoch, running_loss, running_acc, terms):
@@ -497,10 +505,12 @@ class Trainer:
         row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
                    valid_loss=valid_loss, valid_acc=valid_acc, lr=lr)
         run.state.history.append(row)
-        with open(os.path.join(run.log_dir, "epochs.csv"), "w", newline="") as f:
+        path = os.path.join(run.log_dir, "epochs.csv")
+        with open(path + ".tmp", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
             w.writerows(run.state.history)
+        os.replace(path + ".tmp", path)
         if run.writer is not None:
             for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
                 run.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)

@@ -135,6 +135,9 @@ def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_pat
         assert not (ckpt_dir / f"{run}.lock").exists()
         for kind in ("latest", "best"):
             assert_same_training_state(ckpt(ckpt_dir, run, kind), ckpt(reference, run, kind))
+        for log in ("train_iterations.csv", "epochs.csv"):
+            assert (tmp_path / "runs" / "sweep" / "logs" / run / log).read_text() == \
+                (reference.parent / "logs" / run / log).read_text(), log
 
 
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
