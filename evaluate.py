@@ -263,10 +263,12 @@ def results_path(results_dir, r):
     return os.path.join(results_dir, r["run"], name + ".json")
 
 
-def has_results(results_dir, run, kind, M, max_glimpses, protocol):
-    """Whether results_dir holds a measurement of run's `kind` checkpoint (best, latest), of
-    any epoch, with M copies and the curve up to max_glimpses, under `protocol`."""
-    pattern = os.path.join(results_dir, run, f"{kind}-epoch*_M{M}_curve{max_glimpses}*.json")
+def has_results(results_dir, run, kind, epoch, M, max_glimpses, protocol):
+    """Whether results_dir holds a measurement of run's `kind` checkpoint (best, latest) from
+    `epoch` (None: any epoch) with M copies and the curve up to max_glimpses, under
+    `protocol`."""
+    pattern = os.path.join(results_dir, run, f"{kind}-epoch{'*' if epoch is None else epoch}_"
+                           f"N*_M{M}_curve{max_glimpses}*.json")
     return any(path.endswith("_author.json") == (protocol == "author")
                for path in glob.glob(pattern))
 

@@ -179,17 +179,30 @@ def pack(todo, size):
     return groups
 
 
+def checkpoint_epoch(cfg, kind):
+    """The epoch of a run's `kind` checkpoint (best, latest); None where there is none."""
+    from utils import CheckpointError, load_checkpoint
+    try:
+        return load_checkpoint(os.path.join(cfg.ckpt_dir, f"{run_name(cfg)}_{kind}.pt"))["epoch"]
+    except CheckpointError:
+        return None
+
+
 def evaluations(argv, cfg):
-    """main.py's flags for each evaluation of a run that is missing: [(label, argv)]."""
+    """main.py's flags for each evaluation of a run that is missing: [(protocol, argv)]. An
+    evaluation is there when a results file measured the run's checkpoint of that epoch (of
+    any epoch where the checkpoint is not here: the results that ship without checkpoints)."""
     from evaluate import has_results
     name = run_name(cfg)
     dynamic = ["--dynamic=True"] if cfg.uncertainty else []
     todo = []
-    if not has_results(cfg.results_dir, name, "best", 10, cfg.max_glimpses, "ours"):
+    if not has_results(cfg.results_dir, name, "best", checkpoint_epoch(cfg, "best"), 10,
+                       cfg.max_glimpses, "ours"):
         todo.append(("ours", argv + ["--is_train=False", "--best=True", "--curve=True",
                                      "--M", "1", "10", *dynamic]
                      + (["--stopping_rule", "spec", "released"] if dynamic else [])))
-    if not has_results(cfg.results_dir, name, "latest", 10, cfg.max_glimpses, "author"):
+    if not has_results(cfg.results_dir, name, "latest", checkpoint_epoch(cfg, "latest"), 10,
+                       cfg.max_glimpses, "author"):
         latest = os.path.join(cfg.ckpt_dir, f"{name}_latest.pt")
         todo.append(("author", argv + ["--is_train=False", f"--checkpoint={latest}",
                                        "--protocol=author", "--curve=True", "--M", "10",

@@ -185,3 +185,26 @@ def test_plan_and_pack():
     other = sweep.get_config([*sweep.plan(args, rest)[sweep.run_name(cfgs[0])][0],
                               "--hidden_size=64"])
     assert len(sweep.pack([(cfgs[0], None), (other, None)], size=8)) == 2
+
+
+def test_an_evaluation_counts_only_for_the_checkpoint_it_measured(tmp_path):
+    """A results file of the run's best checkpoint from another epoch (a run trained again)
+    does not count; one from the checkpoint's epoch does; with no checkpoint here (results
+    that ship without their checkpoints), any epoch does."""
+    import sweep
+    import utils
+    args, rest = sweep.parse([f"--storage={tmp_path}", "--max_glimpses=8"])
+    argv, cfg = next(iter(sweep.plan(args, rest).values()))
+    name = sweep.run_name(cfg)
+    results = os.path.join(cfg.results_dir, name)
+    os.makedirs(results)
+    for f in ("best-epoch3_N6_M10_curve8.json", "latest-epoch3_N6_M10_curve8_author.json"):
+        open(os.path.join(results, f), "w").close()
+    assert sweep.evaluations(argv, cfg) == []
+    for kind in ("best", "latest"):
+        utils.save_checkpoint({"model": {}, "config": {}, "epoch": 2},
+                              os.path.join(cfg.ckpt_dir, f"{name}_{kind}.pt"))
+    assert [protocol for protocol, _ in sweep.evaluations(argv, cfg)] == ["ours", "author"]
+    for f in ("best-epoch2_N6_M10_curve8.json", "latest-epoch2_N6_M10_curve8_author.json"):
+        open(os.path.join(results, f), "w").close()
+    assert sweep.evaluations(argv, cfg) == []
