@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, ErrorNetwork, GlimpseNetwork,
-                     LocationNetwork, Retina)
+                     LocationNetwork, Retina, stacked_linear)
 from utils import load_checkpoint
 
 
@@ -151,7 +151,8 @@ class RecurrentAttention(nn.Module):
 
 
 def input_grad(dy, weight):
-    """Gradient of a StackedLinear's input: dy (R, ..., out), weight (R, out, in) -> (R, ..., in)."""
+    """Gradient of a StackedLinear's input: dy (R, ..., out), weight (R, out, in)
+    -> (R, ..., in)."""
     return torch.bmm(dy.flatten(1, -2), weight).view(*dy.shape[:-1], weight.shape[2])
 
 
@@ -176,41 +177,46 @@ class Unroll(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, model, x, num_glimpses, noise, *weights):
+        """weights: model.unroll_weights(), the tensors the backward pass differentiates."""
         rho, g, h, locations = model.rollout(x, num_glimpses, noise)
-        ctx.model = model
-        ctx.save_for_backward(rho, g, h, locations)
+        # Saved with the weights: autograd then refuses a backward pass after any of them
+        # changed in place.
+        ctx.save_for_backward(rho, g, h, locations, *weights)
         ctx.mark_non_differentiable(locations)
         return h, locations
 
     @staticmethod
     def backward(ctx, dh, _):
-        rho, g, h, locations = ctx.saved_tensors
-        G, C = ctx.model.glimpse, ctx.model.core
+        rho, g, h, locations, *weights = ctx.saved_tensors
+        (w1, b1), (w2, b2), (w3, _), (w4, _), (w_ih, _), (w_hh, _) = zip(weights[::2],
+                                                                         weights[1::2])
         # Core: h_t = relu(i2h(g_t) + h2h(h_{t-1})); dz_t is the gradient of the sum inside.
         dz = torch.empty_like(h)
         carry = torch.zeros_like(dh[:, 0])  # the gradient reaching h_t from h_{t+1}
         for t in reversed(range(h.shape[1])):
             dz[:, t] = (dh[:, t] + carry) * (h[:, t] > 0)
-            carry = torch.bmm(dz[:, t], C.h2h.weight)
+            carry = torch.bmm(dz[:, t], w_hh)
         h2h_w, _ = linear_grads(dz[:, 1:], h[:, :-1])  # h_0 = 0 adds nothing to the weight
         i2h_w, core_b = linear_grads(dz, g)
         # Glimpse network: g_t = relu(fc3(h_phi) + fc4(h_l)) over all steps at once, its two
         # hidden layers recomputed from the saved inputs rho_t and l_{t-1}.
         l_prev = locations[:, :-1]
-        h_phi, h_l = F.relu(G.fc1(rho)), F.relu(G.fc2(l_prev))
-        du = input_grad(dz, C.i2h.weight) * (g > 0)
+        h_phi = F.relu(stacked_linear(rho, w1, b1))
+        h_l = F.relu(stacked_linear(l_prev, w2, b2))
+        du = input_grad(dz, w_ih) * (g > 0)
         fc3_w, glimpse_b = linear_grads(du, h_phi)
         fc4_w, _ = linear_grads(du, h_l)
-        fc1 = linear_grads(input_grad(du, G.fc3.weight) * (h_phi > 0), rho)
-        fc2 = linear_grads(input_grad(du, G.fc4.weight) * (h_l > 0), l_prev)
+        fc1 = linear_grads(input_grad(du, w3) * (h_phi > 0), rho)
+        fc2 = linear_grads(input_grad(du, w4) * (h_l > 0), l_prev)
         # The two bias pairs enter as sums (fc3.b + fc4.b, i2h.b + h2h.b): equal gradients.
         return (None, None, None, None, *fc1, *fc2, fc3_w, glimpse_b, fc4_w, glimpse_b,
                 i2h_w, core_b, h2h_w, core_b)
 
 
 class Pretrained(NamedTuple):
-    """A checkpoint ready for testing: the model (one run) in eval mode, the settings of the run that
-    wrote it (an argparse Namespace, as config.get_config gives) and the epoch it is from."""
+    """A checkpoint ready for testing: the model (one run) in eval mode, the settings of the run
+    that wrote it (an argparse Namespace, as config.get_config gives) and the epoch it is
+    from."""
     model: RecurrentAttention
     settings: Namespace
     epoch: int

@@ -152,14 +152,21 @@ def place(folder, args, shared=True):
     return os.path.abspath(folder)
 
 
+def read_checkpoint(cfg, kind):
+    """A run's `kind` checkpoint (best, latest) as a dict; None where there is none."""
+    from utils import CheckpointError, load_checkpoint
+    try:
+        return load_checkpoint(os.path.join(cfg.ckpt_dir, f"{run_name(cfg)}_{kind}.pt"))
+    except CheckpointError:
+        return None
+
+
 def progress(cfg):
     """Where a run stands, from its latest checkpoint: (epochs done, finished: every epoch
     done or stopped early, the place (epoch, step) a resume starts from; None without a
     checkpoint)."""
-    from utils import CheckpointError, load_checkpoint
-    try:
-        ckpt = load_checkpoint(os.path.join(cfg.ckpt_dir, f"{run_name(cfg)}_latest.pt"))
-    except CheckpointError:
+    ckpt = read_checkpoint(cfg, "latest")
+    if ckpt is None:
         return 0, False, None
     finished = ckpt["epoch"] >= cfg.epochs or ckpt["epochs_since_best"] >= cfg.train_patience
     return ckpt["epoch"], finished, (ckpt["epoch"], ckpt["batch"])
@@ -179,30 +186,22 @@ def pack(todo, size):
     return groups
 
 
-def checkpoint_epoch(cfg, kind):
-    """The epoch of a run's `kind` checkpoint (best, latest); None where there is none."""
-    from utils import CheckpointError, load_checkpoint
-    try:
-        return load_checkpoint(os.path.join(cfg.ckpt_dir, f"{run_name(cfg)}_{kind}.pt"))["epoch"]
-    except CheckpointError:
-        return None
-
-
 def evaluations(argv, cfg):
     """main.py's flags for each evaluation of a run that is missing: [(protocol, argv)]. An
     evaluation is there when a results file measured the run's checkpoint of that epoch (of
     any epoch where the checkpoint is not here: the results that ship without checkpoints)."""
     from evaluate import has_results
     name = run_name(cfg)
+    epoch = {kind: (read_checkpoint(cfg, kind) or {}).get("epoch") for kind in ("best", "latest")}
     dynamic = ["--dynamic=True"] if cfg.uncertainty else []
     todo = []
-    if not has_results(cfg.results_dir, name, "best", checkpoint_epoch(cfg, "best"), 10,
-                       cfg.max_glimpses, "ours"):
+    if not has_results(cfg.results_dir, name, "best", epoch["best"], 10, cfg.max_glimpses,
+                       "ours"):
         todo.append(("ours", argv + ["--is_train=False", "--best=True", "--curve=True",
                                      "--M", "1", "10", *dynamic]
                      + (["--stopping_rule", "spec", "released"] if dynamic else [])))
-    if not has_results(cfg.results_dir, name, "latest", checkpoint_epoch(cfg, "latest"), 10,
-                       cfg.max_glimpses, "author"):
+    if not has_results(cfg.results_dir, name, "latest", epoch["latest"], 10, cfg.max_glimpses,
+                       "author"):
         latest = os.path.join(cfg.ckpt_dir, f"{name}_latest.pt")
         todo.append(("author", argv + ["--is_train=False", f"--checkpoint={latest}",
                                        "--protocol=author", "--curve=True", "--M", "10",

@@ -1,5 +1,5 @@
-"""Leaf utilities: atomic file writes, checkpoint files and their locks, glimpse traces. Nothing here imports
-the rest of the project."""
+"""Leaf utilities: atomic file writes, checkpoint files and their locks, glimpse traces.
+Nothing here imports the rest of the project."""
 import fcntl
 import glob
 import json
