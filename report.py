@@ -260,6 +260,19 @@ def _spread(values, digits=1, seeds=True):
             f"[{v.min():.{digits}f}, {v.max():.{digits}f}]{n}")
 
 
+def _against(theirs, ours, digits=1):
+    """Where the author's single number falls against our seeds' values: inside their range
+    [lowest, highest], or above or below it and by how much; '-' with fewer than 2 seeds."""
+    ours = [v for v in ours if v is not None]
+    if theirs is None or len(ours) < 2:
+        return "-"
+    if min(ours) <= theirs <= max(ours):
+        return f"inside our range ({len(ours)} seeds)"
+    side, gap = ("above", theirs - max(ours)) if theirs > max(ours) else \
+        ("below", min(ours) - theirs)
+    return f"{side} our range by {gap:.{digits}f} ({len(ours)} seeds)"
+
+
 def _variant(r):
     return variant_name(Namespace(**r["config"]))
 
@@ -298,8 +311,9 @@ def _claims(results, dataset):
              "dynamic rows: mean glimpses and accuracy with the released rule under the "
              "author's protocol, with the spec rule under ours.", "",
              "| variant, measure | the author's (author's protocol, M = 10) | ours, author's "
-             "protocol, M = 10 | ours, our protocol, M = 1 | ours, our protocol, M = 10 |",
-             "|---|---|---|---|---|"]
+             "protocol, M = 10 | ours, our protocol, M = 1 | ours, our protocol, M = 10 | "
+             "the author's number against our seeds, same protocol |",
+             "|---|---|---|---|---|---|"]
     for variant in VARIANTS:
         for n in (1, 6, 30, 50):
             theirs = paper.get(variant, {}).get(n)
@@ -311,7 +325,9 @@ def _claims(results, dataset):
             note = "-" if theirs is None else f"{theirs:g}"
             if extra is not None:
                 note += f" (paper, M = 1: {extra:g})"
-            lines.append(f"| {LABELS[variant]}, N = {n} | {note} | " + " | ".join(cells) + " |")
+            verdict = _against(theirs, [_at(r, n) for r in author.get(variant, {}).values()])
+            lines.append(f"| {LABELS[variant]}, N = {n} | {note} | " + " | ".join(cells)
+                         + f" | {verdict} |")
     for variant, points in PAPER["dynamic"].get(dataset, {}).items():
         for eps, (g, acc) in points.items():
             a = _sweep_at(author.get(variant, {}).values(), "released", eps)
@@ -320,8 +336,10 @@ def _claims(results, dataset):
                 continue
             cell = lambda s: (f"{_spread(s[0], 2, seeds=False)} glimpses, {_spread(s[1])}"
                               if s[0] else "-")
+            verdict = (f"glimpses: {_against(g, a[0], digits=2)}; accuracy: {_against(acc, a[1])}"
+                       if a[0] else "-")
             lines.append(f"| {LABELS[variant]}, dynamic, eps {eps:g} | {g:g} glimpses, {acc:g} "
-                         f"| {cell(a)} | {cell(o)} | - |")
+                         f"| {cell(a)} | {cell(o)} | - | {verdict} |")
     return lines + [""]
 
 

@@ -30,9 +30,11 @@ def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
                _result("both", 2, "author", 10, 0.14, 0.975)]
     lines = report._claims(results, "mnist")
     row = next(line for line in lines if line.startswith("| RAM, N = 1 |"))
-    assert row == "| RAM, N = 1 | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 25.0 (1 seed) | - |"
+    assert row == ("| RAM, N = 1 | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 25.0 (1 seed) | - "
+                   "| above our range by 17.5 (2 seeds) |")
     row = next(line for line in lines if line.startswith("| RAM + both, N = 50 |"))
-    assert row == "| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - |"
+    assert row == ("| RAM + both, N = 50 | 98.5 | 98.0 +- 0.7 [97.5, 98.5] (2 seeds) | - | - "
+                   "| inside our range (2 seeds) |")
     assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
     results += [_result("intrinsic", 1, "author", 10, 0.2, 0.9),
                 _result("uncertainty", 1, "author", 10, 0.2, 0.5)]
@@ -53,7 +55,9 @@ def test_claims_compare_dynamic_sweeps_at_the_authors_exploration_rates():
     rows = [line for line in report._claims(results, "mnist")
             if line.startswith("| RAM + both, dyn")]
     assert rows == ["| RAM + both, dynamic, eps 0.3 | 4.81 glimpses, 97.92 | 5.00 +- 0.71 "
-                    "[4.50, 5.50] glimpses, 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | - | - |"]
+                    "[4.50, 5.50] glimpses, 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | - | - "
+                    "| glimpses: inside our range (2 seeds); accuracy: inside our range "
+                    "(2 seeds) |"]
 
 
 def test_figure_draws_each_protocol_in_its_own_panel(tmp_path, monkeypatch):
@@ -80,3 +84,11 @@ def test_figure_draws_each_protocol_in_its_own_panel(tmp_path, monkeypatch):
     assert set(author["curves"]) == {"both"}
     assert author["paper_fixed"] == {"both": {1: 11.57, 6: 98.99, 30: 98.5, 50: 98.5}}
     assert set(author["paper_dynamic"]) == {"both"}
+
+
+def test_the_authors_number_is_placed_against_our_seed_range():
+    assert report._against(90.0, [95.0, 97.0]) == "below our range by 5.0 (2 seeds)"
+    assert report._against(4.81, [4.2, 4.5, 4.7], digits=2) == "above our range by 0.11 (3 seeds)"
+    assert report._against(96.0, [95.0, 97.0, None]) == "inside our range (2 seeds)"
+    assert report._against(96.0, [95.0]) == "-"  # one seed has no range
+    assert report._against(None, [95.0, 97.0]) == "-"
