@@ -266,35 +266,16 @@ class Sweep:
         """Train, evaluate, report; returns the exit status (0, 1 when a task failed, 130
         after Ctrl-C)."""
         from tqdm import tqdm
-        ray = self.ray
-        todo, self.epochs = [], {}
-        for name, (argv, cfg) in self.runs.items():
-            epochs, finished, where = progress(cfg)
-            if not finished and self.args.evaluate and not evaluations(argv, cfg):
-                epochs, finished = cfg.epochs, True  # evaluated, checkpoints or not: done
-            self.epochs[name] = epochs
-            if not finished:
-                todo.append((cfg, where))
-        gpus = ray.cluster_resources().get("GPU", 0) > 0 and self.args.gpus_per_group > 0
+        todo = self._scan()
         groups = pack(todo, self.args.group_size)
+        resources = self.ray.cluster_resources()
         self.bar = tqdm(total=sum(cfg.epochs for _, cfg in self.runs.values()),
                         initial=sum(self.epochs.values()), unit="epoch", desc="sweep",
                         file=sys.stdout)
-        resources = ray.cluster_resources()
         self.bar.write(f"[*] {len(self.runs)} runs: {len(self.runs) - len(todo)} trained, "
                        f"{len(todo)} to train in {len(groups)} groups; Ray: "
                        f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs")
-        self.attempts = {}  # ray reference -> [attempts before this sweep, attempts seen]
-        for i, cfgs in enumerate(groups):
-            for cfg in cfgs:
-                cfg.use_gpu = gpus
-            label = f"group {i + 1}/{len(groups)} ({cfgs[0].dataset}, {len(cfgs)} runs)"
-            log = os.path.join(self.log_dir, f"{run_name(cfgs[0])}+{len(cfgs) - 1}.log")
-            options = {"num_cpus": self.args.cpus_per_group,
-                       "num_gpus": self.args.gpus_per_group if gpus else 0}
-            ref = self.train.options(**options).remote(cfgs, log)
-            self.tasks[ref] = ("train", label, cfgs, log)
-            self.attempts[ref] = [attempts(log)] * 2  # (before this sweep, seen so far)
+        self._submit_groups(groups, gpus=resources.get("GPU", 0) > 0)
         for name in sorted(set(self.runs) - {run_name(cfg) for cfg, _ in todo}):
             self._submit_evaluations(name)
         try:
@@ -306,6 +287,34 @@ class Sweep:
         if self.args.report and not self.failed:
             self._report()
         return 1 if self.failed else 0
+
+    def _scan(self):
+        """The runs left to train, [(cfg, place)]; self.epochs: the epochs each run has done
+        (all of them for a run with nothing left to do)."""
+        todo, self.epochs = [], {}
+        for name, (argv, cfg) in self.runs.items():
+            epochs, finished, where = progress(cfg)
+            if not finished and self.args.evaluate and not evaluations(argv, cfg):
+                epochs, finished = cfg.epochs, True  # evaluated, checkpoints or not: done
+            self.epochs[name] = epochs
+            if not finished:
+                todo.append((cfg, where))
+        return todo
+
+    def _submit_groups(self, groups, gpus):
+        """A training task per group, on a share of a GPU where the cluster has GPUs."""
+        gpus = gpus and self.args.gpus_per_group > 0
+        self.attempts = {}  # ray reference -> [attempts before this sweep, attempts seen]
+        for i, cfgs in enumerate(groups):
+            for cfg in cfgs:
+                cfg.use_gpu = gpus
+            label = f"group {i + 1}/{len(groups)} ({cfgs[0].dataset}, {len(cfgs)} runs)"
+            log = os.path.join(self.log_dir, f"{run_name(cfgs[0])}+{len(cfgs) - 1}.log")
+            options = {"num_cpus": self.args.cpus_per_group,
+                       "num_gpus": self.args.gpus_per_group if gpus else 0}
+            ref = self.train.options(**options).remote(cfgs, log)
+            self.tasks[ref] = ("train", label, cfgs, log)
+            self.attempts[ref] = [attempts(log)] * 2
 
     def _submit_evaluations(self, name):
         if not self.args.evaluate:
