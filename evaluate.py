@@ -39,24 +39,28 @@ def test_batch_size(protocol, batch_size):
 
 
 @torch.no_grad()
-def run_glimpses(model, loader, num_glimpses, M=1, seed=0, protocol="ours"):
+def run_glimpses(model, loader, num_glimpses, M=1, seed=0, protocol="ours", start="random"):
     """log p_t and e_t of every step for every copy of every image of `loader`, in order.
 
-    Returns log_probs (N, n, M, K), e_t (N, n, M, K) and labels (n,): copy m of image i is
-    [:, i, m]. The protocol decides how the generator is seeded and how the copies are laid
-    out in the batch (module docstring)."""
+    Returns log_probs (N, n, M, K), e_t (N, n, M, K) and labels (n,): copy m of image b is
+    [:, b, m]. The protocol decides how the generator is seeded and how the copies are laid
+    out in the batch (module docstring). start: where the first glimpse goes, "random" (l_0 ~
+    U(-1, 1)^2, as trained) or "centre" (l_0 = 0, so that p_1 depends on no random number)."""
     model.eval()
     log_probs, errors, labels = [], [], []
     for i, (x, y) in enumerate(loader):
         B = len(y)
         if protocol == "author":
             torch.manual_seed(seed)
-            out = model(x.repeat(M, 1, 1, 1)[None], num_glimpses).run(0)  # row m * B + b
+            x = x.repeat(M, 1, 1, 1)  # row m * B + b
             rows = lambda t: t.view(t.shape[0], M, B, -1).transpose(1, 2)
         else:
             torch.manual_seed(seed * 1_000_003 + i)
-            out = model(x.repeat_interleave(M, dim=0)[None], num_glimpses).run(0)  # row b*M + m
+            x = x.repeat_interleave(M, dim=0)  # row b * M + m
             rows = lambda t: t.view(t.shape[0], B, M, -1)
+        noise = None if start == "random" else (
+            x.new_zeros(1, len(x), 2), torch.randn(num_glimpses, 1, len(x), 2, device=x.device))
+        out = model(x[None], num_glimpses, noise).run(0)
         log_probs.append(rows(out.log_probs))
         errors.append(rows(out.e_t))
         labels.append(y)
@@ -184,6 +188,10 @@ def test_checkpoint(cfg, device):
                              cfg.num_test)
     N = cfg.test_glimpses
     n_run = max(N, cfg.max_glimpses) if (cfg.curve or cfg.dynamic) else N
+    # N = 1 with the first glimpse at the centre: a property of the checkpoint (no random
+    # number enters p_1), against which the curve's N = 1 shows what the random l_0 costs.
+    centre, _, centre_labels = run_glimpses(pretrained.model, loader, 1, start="centre")
+    centre_start = {"N": 1, "accuracy": accuracy_curve(centre, centre_labels)[0]}
     accuracies = []
     for M in cfg.M:
         log_probs, errors, labels = run_glimpses(pretrained.model, loader, n_run, M,
@@ -192,7 +200,7 @@ def test_checkpoint(cfg, device):
                   "epoch": pretrained.epoch, "dataset": cfg.dataset, "seed": cfg.random_seed,
                   "protocol": cfg.protocol, "eval_batch_size": loader.batch_size,
                   "num_test_images": len(labels), "config": vars(cfg),
-                  **measure(cfg, M, log_probs, errors, labels)}
+                  **measure(cfg, M, log_probs, errors, labels), "centre_start": centre_start}
         accuracies.append(record["fixed"]["accuracy"])
         out = results_path(cfg.results_dir, record)
         write_json(record, out)
@@ -228,6 +236,9 @@ def _print(r):
     print(f"[*] {r['run']} ({r['checkpoint_kind']}, epoch {r['epoch']}, {r['protocol']} "
           f"protocol): test accuracy {100 * fixed['accuracy']:.2f}% with N={fixed['N']} "
           f"glimpses, M={fixed['M']} ({r['num_test_images']} images)")
+    if "centre_start" in r:
+        print(f"    N=1 with the first glimpse at the centre: "
+              f"{100 * r['centre_start']['accuracy']:.2f}%")
     if "curve" in r:
         print("    accuracy after N glimpses: " + " ".join(
             f"{n}:{100 * a:.1f}" for n, a in zip(r["curve"]["N"], r["curve"]["accuracy"])))

@@ -21,6 +21,9 @@ from utils import CheckpointError, load_checkpoint, load_glimpse_trace, save_che
 # The first-epoch study as it was run before runs trained in groups, one process per run:
 # the running train accuracy at the end of the epoch of each run (its logs are not kept).
 SINGLE_RUN_FIRST_EPOCH = "first_epoch_single_runs.json"
+# The 100-epoch runs trained one process per run before groups, and their evaluations: a
+# results folder of their own, which read_results(results_dir) does not descend into.
+SINGLE_RUNS = "single_runs"
 
 
 def _read_json(path):
@@ -343,6 +346,35 @@ def _claims(results, dataset):
     return lines + [""]
 
 
+def _first_glimpse(results, dataset):
+    """N = 1 with the first glimpse where training draws it (l_0 ~ U(-1, 1)^2) and at the
+    centre (l_0 = 0), on the same checkpoints, over seeds: what the random start costs."""
+    author, ours = _by_seed(results, "author", 10), _by_seed(results, "ours", 1)
+    paper = PAPER["author"].get(dataset, {})
+    centre = lambda runs: [100 * r["centre_start"]["accuracy"] for r in runs
+                           if "centre_start" in r]
+    lines = []
+    for variant in VARIANTS:
+        a, o = list(author.get(variant, {}).values()), list(ours.get(variant, {}).values())
+        if not centre(a) and not centre(o):
+            continue
+        theirs = paper.get(variant, {}).get(1)
+        cells = [_spread([_at(r, 1) for r in a]), _spread(centre(a)),
+                 _spread([_at(r, 1) for r in o]), _spread(centre(o))]
+        lines.append(f"| {LABELS[variant]} | {'-' if theirs is None else f'{theirs:g}'} | "
+                     + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return [f"Accuracy (%) after one glimpse on {DATASET_TITLES[dataset]}, with the first "
+            "glimpse at a random place as trained (l_0 ~ U(-1, 1)^2) or at the centre "
+            "(l_0 = 0, no random number left in p_1), mean +- standard deviation [lowest, "
+            "highest] over seeds.", "",
+            "| variant | the author's (random, M = 10) | ours, latest checkpoint: random, "
+            "author's protocol, M = 10 | same checkpoint, centre | ours, best checkpoint: "
+            "random, our protocol, M = 1 | same checkpoint, centre |",
+            "|---|---|---|---|---|---|"] + lines + [""]
+
+
 def _run_table(results, dataset, protocol):
     """One row per run: accuracy after N glimpses under one protocol, with the checkpoint."""
     Ns = (1, 6, 10, 20, 30, 50)
@@ -490,6 +522,32 @@ def _first_epoch_groups_vs_single(first_epoch, single):
     return lines + [""]
 
 
+def _groups_vs_single(results, single, dataset):
+    """Whether 100 epochs in groups give what one process per run gave: accuracy (%) under
+    our protocol (best checkpoint, M = 1) at N = T and N = 50, over seeds, the runs of
+    `results` against those of `single` (both lists of results files)."""
+    groups, alone = _by_seed(results, "ours", 1), _by_seed(single, "ours", 1)
+    lines = []
+    for variant in VARIANTS:
+        g, s = groups.get(variant, {}), alone.get(variant, {})
+        if not g or not s:
+            continue
+        cells = []
+        for n in (6, 50):
+            gv, sv = [_at(r, n) for r in g.values()], [_at(r, n) for r in s.values()]
+            within = "-" if len(sv) < 2 else "yes" if min(sv) <= np.mean(gv) <= max(sv) else "no"
+            cells += [_spread(gv), _spread(sv), within]
+        lines.append(f"| {LABELS[variant]} | " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return [f"100 epochs trained in groups against the same runs trained one process per run "
+            f"before groups, {DATASET_TITLES[dataset]}: accuracy (%) under our protocol (best "
+            "checkpoint, M = 1), mean +- standard deviation [lowest, highest] over seeds.", "",
+            "| variant | N = 6, groups | single runs | group mean within their range | N = 50, "
+            "groups | single runs | group mean within their range |",
+            "|---|---|---|---|---|---|---|"] + lines + [""]
+
+
 def results_markdown(results_dir, first_epoch):
     """The README's result tables, in markdown, from the evaluation JSONs of results_dir and a
     first_epoch_summary."""
@@ -497,9 +555,13 @@ def results_markdown(results_dir, first_epoch):
     lines += _first_epoch_groups_vs_single(
         first_epoch, _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)))
     results = read_results(results_dir)
+    single = read_results(os.path.join(results_dir, SINGLE_RUNS))
     for dataset in sorted({r["dataset"] for r in results}):
         of_dataset = [r for r in results if r["dataset"] == dataset]
         lines += _claims(of_dataset, dataset)
+        lines += _first_glimpse(of_dataset, dataset)
+        lines += _groups_vs_single(of_dataset, [r for r in single if r["dataset"] == dataset],
+                                   dataset)
         lines += _run_table(of_dataset, dataset, "author")
         lines += _run_table(of_dataset, dataset, "ours")
         lines += _dynamic_tables(of_dataset, dataset)

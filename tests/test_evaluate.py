@@ -211,6 +211,21 @@ def test_copy_m_of_image_b_is_the_row_the_protocol_puts_it_in(protocol, layout):
             assert torch.equal(lp[:, b, m], direct[:, row])
 
 
+def test_a_centre_start_puts_l_0_at_the_centre_and_leaves_p_1_to_no_random_number():
+    torch.manual_seed(5)
+    x, y = torch.randn(6, 1, 28, 28), torch.randint(0, 10, (6,))
+    model = tiny_model(std=0.5).eval()
+    runs = {seed: run_glimpses(model, [(x, y)], 3, M=2, seed=seed, start="centre")[0]
+            for seed in (1, 2)}
+    assert torch.equal(runs[1][0], runs[2][0])  # p_1: no random number
+    assert not torch.allclose(runs[1][1:], runs[2][1:], atol=1e-4)  # later steps draw noise
+    direct = model(x[None], 1, (torch.zeros(1, 6, 2), torch.zeros(1, 1, 6, 2))).log_probs[0, 0]
+    for m in range(2):
+        assert torch.equal(runs[1][0, :, m], direct)
+    random = run_glimpses(model, [(x, y)], 1, M=2, seed=1)[0]
+    assert not torch.allclose(random[0], runs[1][0], atol=1e-4)
+
+
 def test_stop_profile_counts_who_may_stop_and_whether_they_are_right():
     """Two steps, three samples with labels 0, 1, 2. At step 1, sample 2 is uncertain (its
     bounds overlap) and the two others may stop, one of them right; at step 2 all three may

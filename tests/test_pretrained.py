@@ -18,13 +18,14 @@ SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*.pt")))  # best an
 SHIPPED_BEST = [p for p in SHIPPED if p.endswith("_best.pt")]
 
 
-def test_every_evaluated_run_ships_its_best_checkpoint():
-    """Each run whose best checkpoint has results in results/ ships that checkpoint, of the
-    epoch the results are of; and no other best checkpoint is shipped."""
-    evaluated = {r["run"]: r["epoch"] for r in read_results(os.path.join(ROOT, "results"))
-                 if r["checkpoint"].endswith("_best.pt")}
-    shipped = {os.path.basename(p)[:-len("_best.pt")]: load_pretrained(p).epoch
-               for p in SHIPPED_BEST}
+def test_every_evaluated_checkpoint_is_shipped():
+    """Each checkpoint with results in results/ (a run's best, and its latest: epoch 100 of a
+    run that went to the end) ships in pretrained/, of the epoch its results are of; and no
+    other checkpoint is shipped."""
+    evaluated = {(r["run"], r["checkpoint_kind"]): r["epoch"]
+                 for r in read_results(os.path.join(ROOT, "results"))}
+    shipped = {tuple(os.path.basename(p)[:-len(".pt")].rsplit("_", 1)): load_pretrained(p).epoch
+               for p in SHIPPED}
     assert evaluated == shipped
 
 

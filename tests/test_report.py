@@ -86,6 +86,39 @@ def test_figure_draws_each_protocol_in_its_own_panel(tmp_path, monkeypatch):
     assert set(author["paper_dynamic"]) == {"both"}
 
 
+def test_first_glimpse_table_sets_the_centre_start_beside_the_random_one():
+    """N = 1 of the same checkpoints with a random and a centre start, per protocol, over
+    seeds; a variant without centre-start measurements gets no row."""
+    results = [_result("original", 1, "author", 10, 0.40, 0.10),
+               _result("original", 2, "author", 10, 0.20, 0.14),
+               _result("original", 1, "ours", 1, 0.25, 0.08),
+               _result("both", 1, "author", 10, 0.12, 0.985)]
+    for r, centre in zip(results[:3], (0.5, 0.6, 0.7)):
+        r["centre_start"] = {"N": 1, "accuracy": centre}
+    assert report._first_glimpse(results, "mnist")[4:] == [
+        "| RAM | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 55.0 +- 7.1 [50.0, 60.0] (2 seeds) "
+        "| 25.0 (1 seed) | 70.0 (1 seed) |", ""]
+    assert report._first_glimpse(results[3:], "mnist") == []
+
+
+def test_groups_are_set_against_the_single_runs_of_the_same_variant():
+    """Per variant, our protocol (M = 1): the groups' seeds beside the single runs' at N = 6
+    and N = 50, and whether the groups' mean lies within the single runs' range; one single
+    run has no range; a variant without single runs gets no row."""
+    groups = [_result("both", 1, "ours", 1, 0.1, 0.97), _result("both", 2, "ours", 1, 0.1, 0.99),
+              _result("original", 1, "ours", 1, 0.1, 0.2), _result("intrinsic", 1, "ours", 1,
+                                                                    0.1, 0.9)]
+    single = [_result("both", 1, "ours", 1, 0.1, 0.985), _result("both", 2, "ours", 1, 0.1, 0.99),
+              _result("original", 1, "ours", 1, 0.1, 0.1)]
+    rows = report._groups_vs_single(groups, single, "mnist")[4:]
+    assert rows == [
+        "| RAM | 98.0 (1 seed) | 98.0 (1 seed) | - | 20.0 (1 seed) | 10.0 (1 seed) | - |",
+        "| RAM + both | 98.0 +- 0.0 [98.0, 98.0] (2 seeds) | 98.0 +- 0.0 [98.0, 98.0] (2 seeds) "
+        "| yes | 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | 98.8 +- 0.4 [98.5, 99.0] (2 seeds) | no |",
+        ""]
+    assert report._groups_vs_single(groups, [], "mnist") == []
+
+
 def test_the_authors_number_is_placed_against_our_seed_range():
     assert report._against(90.0, [95.0, 97.0]) == "below our range by 5.0 (2 seeds)"
     assert report._against(4.81, [4.2, 4.5, 4.7], digits=2) == "above our range by 0.11 (3 seeds)"
