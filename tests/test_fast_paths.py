@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import MNIST_ARCH, TRANSLATED_ARCH, settings, tiny_model
+from conftest import MNIST_ARCH, TRANSLATED_ARCH, group_settings, settings, tiny_model
 from model import Glimpses, RecurrentAttention, Unroll
 from modules import CoreNetwork, GlimpseNetwork
 from trainer import StackedAdam, loss_terms, loss_weights
@@ -258,19 +258,21 @@ def test_stacked_adam_follows_plain_adam_per_run():
 
 def test_compiled_training_step_equals_eager(tmp_path):
     """--compile=True: the compiled forward and loss give the eager locations, loss terms and
-    gradients, given the same noise (drawn by trainer.draw_noise). Two glimpses and small
-    layers keep the compilation short; every network and loss term is in the graph."""
+    gradients of every run of a group of the four variants, given the same noise (drawn by
+    trainer.draw_noise). Two glimpses and small layers keep the compilation short; every
+    network and loss term is in the graph."""
     from trainer import Trainer
-    cfg = settings("--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
-                   "--num_glimpses=2", "--uncertainty=True", "--intrinsic=True",
-                   "--compile=True", f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}")
-    trainer = Trainer([cfg], "cpu")
+    cfgs = group_settings("--glimpse_hidden=16", "--loc_hidden=16", "--hidden_size=32",
+                          "--num_glimpses=2", "--uncertainty=False,True",
+                          "--intrinsic=False,True", "--compile=True",
+                          f"--ckpt_dir={tmp_path}", f"--logs_dir={tmp_path}")
+    trainer = Trainer(cfgs, "cpu")
     assert trainer.forward_loss is not trainer._forward_loss
     torch.manual_seed(0)
-    B = cfg.batch_size
-    x, y = torch.randn(1, B, 1, 28, 28), torch.randint(0, 10, (1, B))
+    R, B, N = len(cfgs), cfgs[0].batch_size, cfgs[0].num_glimpses
+    x, y = torch.randn(R, B, 1, 28, 28), torch.randint(0, 10, (R, B))
     noise = trainer.draw_noise(B)
-    assert noise[0].shape == (1, B, 2) and noise[1].shape == (cfg.num_glimpses, 1, B, 2)
+    assert noise[0].shape == (R, B, 2) and noise[1].shape == (N, R, B, 2)
     params = list(trainer.model.parameters())
     results = []
     for forward_loss in (trainer._forward_loss, trainer.forward_loss):
