@@ -345,7 +345,9 @@ class Sweep:
                     for cfg in cfgs:
                         self._submit_evaluations(run_name(cfg))
                 else:
-                    self.bar.write(f"[*] {label} evaluated")
+                    left = sum(kind == "evaluate" for kind, *_ in self.tasks.values())
+                    self.bar.write(f"[*] {label} evaluated ({left} evaluations queued or "
+                                   "running)")
 
     def _show_progress(self):
         """Advance the bar to the epochs in the runs' logs; a line per group that starts or

@@ -79,6 +79,7 @@ def test_a_grid_trains_the_groups_of_main_py_and_a_second_sweep_trains_nothing(
     assert code == 0, err
     assert "4 runs: 0 trained, 4 to train in 2 groups" in out
     assert out.count("finished") == 2 and out.count("protocol evaluated") == 8
+    assert "protocol evaluated (0 evaluations queued or running)" in out
     files = tmp_path / "runs" / "sweep"
     for variant in GROUPS:
         for run in runs(variant):
