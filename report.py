@@ -524,7 +524,7 @@ def _first_epoch_groups_vs_single(first_epoch, single):
 
 def _groups_vs_single(results, single, dataset):
     """Whether 100 epochs in groups give what one process per run gave: accuracy (%) under
-    our protocol (best checkpoint, M = 1) at N = T and N = 50, over seeds, the runs of
+    our protocol (best checkpoint, M = 1) at N = 6 (= T) and N = 50, over seeds, the runs of
     `results` against those of `single` (both lists of results files)."""
     groups, alone = _by_seed(results, "ours", 1), _by_seed(single, "ours", 1)
     lines = []
