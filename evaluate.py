@@ -172,10 +172,9 @@ def test_checkpoint(cfg, device):
     The checkpoint: --checkpoint (its settings then replace the command line's training
     settings), else the run's best (or, with --best=False, latest). Always: accuracy after
     N = test_glimpses glimpses with M Monte Carlo copies, and after one glimpse placed at the
-    centre. With --curve: after every
-    N = 1..max_glimpses. With --dynamic: (mean glimpses, accuracy) for every exploration rate
-    and stopping rule, glimpses capped at max_glimpses. --protocol decides the seeding and
-    how copies stop."""
+    centre. With --curve: after every N = 1..max_glimpses. With --dynamic: (mean glimpses,
+    accuracy) for every exploration rate and stopping rule, glimpses capped at max_glimpses.
+    --protocol decides the seeding and how copies stop."""
     if cfg.checkpoint:
         path = cfg.checkpoint
         kind = next((k for k in ("best", "latest") if path.endswith(f"_{k}.pt")), "checkpoint")
