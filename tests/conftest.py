@@ -63,6 +63,20 @@ def cli(*args, timeout=300):
     return r.returncode, r.stdout, r.stderr
 
 
+def run_main(*args):
+    """main.main(ARGS) in this process, in the repository root: (exit status, stdout, stderr)
+    as `cli` gives them, without the seconds a new interpreter takes to import torch."""
+    import contextlib
+    import io
+
+    import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        code = main.main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
 def settings(*flags):
     """The settings main.py would run with on these flags (config.get_config): one run."""
     return config.get_config(list(flags))

@@ -12,7 +12,7 @@ import torch
 
 import main
 import utils
-from conftest import DATA, ROOT, SMALL_RUN, cli, run_dirs
+from conftest import DATA, ROOT, SMALL_RUN, cli, run_dirs, run_main
 
 
 def _snapshot(folder):
@@ -68,7 +68,7 @@ def test_impossible_settings_and_bad_flags_are_one_sentence_and_exit_2(flags, me
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_where_there_is_none(tmp_path):
-    code, _, err = cli("--use_gpu=True", *run_dirs(tmp_path))
+    code, _, err = run_main("--use_gpu=True", *run_dirs(tmp_path))
     assert code == 2 and "CUDA is not available" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "ckpt") and not os.path.exists(tmp_path / "logs")
 
@@ -110,7 +110,7 @@ def test_bad_data_files(tmp_path, case, corrupt, message):
         os.remove(os.path.join(data_dir, "MNIST", "raw", "t10k-labels-idx1-ubyte.gz"))
     else:
         data_dir = _raw(tmp_path, corrupt)
-    code, _, err = cli(f"--data_dir={data_dir}", *run_dirs(tmp_path))
+    code, _, err = run_main(f"--data_dir={data_dir}", *run_dirs(tmp_path))
     assert code == 1 and message in err and "Traceback" not in err
     if case == "missing":
         assert "t10k-labels-idx1-ubyte" in err and os.path.join("MNIST", "raw") in err
@@ -150,8 +150,8 @@ def test_testing_without_a_checkpoint_exits_1(tmp_path, monkeypatch, capsys):
 def test_no_checkpoint_names_the_file_and_lists_those_that_exist(trained):
     before = _snapshot(trained)
     for flags in (["--is_train=False"], ["--resume=True"]):
-        code, _, err = cli(*SMALL_RUN, *run_dirs(trained), "--subset=320", "--num_glimpses=4",
-                           *flags)
+        code, _, err = run_main(*SMALL_RUN, *run_dirs(trained), "--subset=320",
+                                "--num_glimpses=4", *flags)
         assert code == 1, err
         assert "no checkpoint at" in err and "_4_8x8_" in err
         assert "mnist_ram_6_8x8_s2_k1_original_seed1_subset320_best.pt" in err
@@ -159,8 +159,8 @@ def test_no_checkpoint_names_the_file_and_lists_those_that_exist(trained):
 
 
 def test_checkpoint_flag_with_a_missing_file_names_it(tmp_path):
-    code, _, err = cli("--is_train=False", f"--checkpoint={tmp_path}/nothing_best.pt",
-                       f"--results_dir={tmp_path}/results")
+    code, _, err = run_main("--is_train=False", f"--checkpoint={tmp_path}/nothing_best.pt",
+                            f"--results_dir={tmp_path}/results")
     assert code == 1 and "no checkpoint at" in err and "nothing_best.pt" in err
     assert "Traceback" not in err and not os.path.exists(tmp_path / "results")
 
@@ -168,12 +168,12 @@ def test_checkpoint_flag_with_a_missing_file_names_it(tmp_path):
 def test_checkpoint_with_other_settings_names_them(trained):
     """Testing needs the architecture to agree, resuming every training setting."""
     before = _snapshot(trained)
-    code, _, err = cli(*SMALL_RUN, *run_dirs(trained), "--subset=320", "--hidden_size=128",
-                       "--is_train=False")
+    code, _, err = run_main(*SMALL_RUN, *run_dirs(trained), "--subset=320",
+                            "--hidden_size=128", "--is_train=False")
     assert code == 1
     assert "hidden_size 64 in the file against 128 on the command line" in err
-    code, _, err = cli(*SMALL_RUN, *run_dirs(trained), "--subset=320", "--hidden_size=64",
-                       "--std=0.2", "--resume=True", "--epochs=2")
+    code, _, err = run_main(*SMALL_RUN, *run_dirs(trained), "--subset=320",
+                            "--hidden_size=64", "--std=0.2", "--resume=True", "--epochs=2")
     assert code == 1 and "std 0.1 in the file against 0.2 on the command line" in err
     assert _snapshot(trained) == before
 
@@ -182,7 +182,7 @@ def test_fresh_training_does_not_overwrite_a_run(trained):
     """Training a run that has a checkpoint, without --resume=True, is refused: a slip of the
     flags must not throw away a long training."""
     before = _snapshot(trained)
-    code, _, err = cli(*SMALL_RUN, *run_dirs(trained), "--subset=320", "--hidden_size=64")
+    code, _, err = run_main(*SMALL_RUN, *run_dirs(trained), "--subset=320", "--hidden_size=64")
     assert code == 1 and "--resume=True" in err
     assert _snapshot(trained) == before
 
@@ -196,7 +196,7 @@ def test_unreadable_checkpoint(tmp_path, content):
         path.write_bytes(path.read_bytes()[:300])
     else:
         path.write_bytes(content)
-    code, _, err = cli(*SMALL_RUN, *run_dirs(tmp_path), "--subset=320", "--is_train=False")
+    code, _, err = run_main(*SMALL_RUN, *run_dirs(tmp_path), "--subset=320", "--is_train=False")
     assert code == 1 and "is not a readable checkpoint" in err and "Traceback" not in err
 
 
@@ -211,7 +211,7 @@ def test_a_checkpoint_cannot_run_code(tmp_path):
     (tmp_path / "ckpt").mkdir()
     path = tmp_path / "ckpt" / "mnist_ram_6_8x8_s2_k1_original_seed1_subset320_best.pt"
     torch.save({"model": Evil(), "config": {}}, str(path))
-    code, _, err = cli(*SMALL_RUN, *run_dirs(tmp_path), "--subset=320", "--is_train=False")
+    code, _, err = run_main(*SMALL_RUN, *run_dirs(tmp_path), "--subset=320", "--is_train=False")
     assert code == 1 and "is not a readable checkpoint" in err
     assert not marker.exists()
 

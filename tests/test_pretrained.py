@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import DATA, ROOT, cli
+from conftest import DATA, ROOT, cli, run_main
 from evaluate import read_results
 from model import load_pretrained
 from report import first_batch_accuracy
@@ -68,16 +68,16 @@ def test_checkpoint_flag_scores_a_shipped_file_on_its_first_images(tmp_path):
     ckpt = load_checkpoint(path)
     run = "mnist_ram_6_8x8_s2_k1_both_seed1"
     common = ["--is_train=False", f"--checkpoint={path}", f"--results_dir={tmp_path}"]
-    code, _, err = cli(*common, "--num_test=1000", timeout=600)
+    code, _, err = run_main(*common, "--num_test=1000")
     assert code == 0, err[-2000:]
     with open(tmp_path / run / f"best-epoch{ckpt['epoch']}_N6_M1_first1000.json") as f:
         ours = json.load(f)
     assert ours["fixed"]["accuracy"] == pytest.approx(ckpt["recorded"]["first_1000_accuracy"],
                                                       abs=0.003)
     assert (ours["protocol"], ours["num_test_images"], ours["run"]) == ("ours", 1000, run)
-    code, _, err = cli(*common, "--num_test=64", "--protocol=author", "--M", "2",
-                       "--curve=True", "--max_glimpses=8", "--dynamic=True",
-                       "--exploration_rate", "0", "0.3", timeout=600)
+    code, _, err = run_main(*common, "--num_test=64", "--protocol=author", "--M", "2",
+                            "--curve=True", "--max_glimpses=8", "--dynamic=True",
+                            "--exploration_rate", "0", "0.3")
     assert code == 0, err[-2000:]
     name = f"best-epoch{ckpt['epoch']}_N6_M2_curve8_dynamic-released_first64_author.json"
     with open(tmp_path / run / name) as f:
