@@ -24,6 +24,9 @@ SINGLE_RUN_FIRST_EPOCH = "first_epoch_single_runs.json"
 # The 100-epoch runs trained one process per run before groups, and their evaluations: a
 # results folder of their own, which read_results(results_dir) does not descend into.
 SINGLE_RUNS = "single_runs"
+# Original RAM trained again, seeds 6-10 as one group of 5 with the final code: a third
+# study of its accuracy past T, where the grid and the single runs above disagree.
+SECOND_GROUP = "second_group"
 
 
 def _read_json(path):
@@ -548,6 +551,27 @@ def _groups_vs_single(results, single, dataset):
             "|---|---|---|---|---|---|---|"] + lines + [""]
 
 
+def _past_T_studies(studies, dataset):
+    """Original RAM past T in several studies, `studies` [(name, results files)]: accuracy (%)
+    under our protocol (best checkpoint, M = 1) at N = 6 (= T), 30 and 50, over each study's
+    seeds."""
+    lines = []
+    for name, results in studies:
+        runs = _by_seed([r for r in results if r["dataset"] == dataset], "ours", 1)
+        runs = runs.get("original", {})
+        if runs:
+            seeds = ", ".join(str(s) for s in runs)
+            lines.append(f"| {name} | {seeds} | "
+                         + " | ".join(_spread([_at(r, n) for r in runs.values()], seeds=False)
+                                      for n in (6, 30, 50)) + " |")
+    if len(lines) < 2:
+        return []
+    return [f"Original RAM past T in each study of it, {DATASET_TITLES[dataset]}: accuracy (%) "
+            "under our protocol (best checkpoint, M = 1), mean +- standard deviation [lowest, "
+            "highest] over seeds.", "",
+            "| study | seeds | N = 6 | N = 30 | N = 50 |", "|---|---|---|---|---|"] + lines + [""]
+
+
 def results_markdown(results_dir, first_epoch):
     """The README's result tables, in markdown, from the evaluation JSONs of results_dir and a
     first_epoch_summary."""
@@ -556,12 +580,16 @@ def results_markdown(results_dir, first_epoch):
         first_epoch, _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)))
     results = read_results(results_dir)
     single = read_results(os.path.join(results_dir, SINGLE_RUNS))
+    second = read_results(os.path.join(results_dir, SECOND_GROUP))
     for dataset in sorted({r["dataset"] for r in results}):
         of_dataset = [r for r in results if r["dataset"] == dataset]
         lines += _claims(of_dataset, dataset)
         lines += _first_glimpse(of_dataset, dataset)
         lines += _groups_vs_single(of_dataset, [r for r in single if r["dataset"] == dataset],
                                    dataset)
+        lines += _past_T_studies([("the grid, trained as groups", of_dataset),
+                                  ("one process per run, before groups", single),
+                                  ("a second group of 5, the final code", second)], dataset)
         lines += _run_table(of_dataset, dataset, "author")
         lines += _run_table(of_dataset, dataset, "ours")
         lines += _dynamic_tables(of_dataset, dataset)

@@ -119,6 +119,25 @@ def test_groups_are_set_against_the_single_runs_of_the_same_variant():
     assert report._groups_vs_single(groups, [], "mnist") == []
 
 
+def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
+    """One row per study with original RAM on the dataset (its seeds, N = 6, 30 and 50 under
+    our protocol, M = 1); studies of other variants or protocols add no row, and one study
+    alone makes no table."""
+    grid = [_result("original", 1, "ours", 1, 0.1, 0.2),
+            _result("original", 2, "ours", 1, 0.1, 0.3),
+            _result("original", 1, "author", 10, 0.1, 0.9),
+            _result("both", 1, "ours", 1, 0.1, 0.98)]
+    second = [_result("original", 6, "ours", 1, 0.1, 0.05)]
+    other = [_result("both", 2, "ours", 1, 0.1, 0.97)]
+    rows = report._past_T_studies([("grid", grid), ("other", other), ("second", second)],
+                                  "mnist")[4:]
+    assert rows == ["| grid | 1, 2 | 98.0 +- 0.0 [98.0, 98.0] | 98.0 +- 0.0 [98.0, 98.0] "
+                    "| 25.0 +- 7.1 [20.0, 30.0] |",
+                    "| second | 6 | 98.0 | 98.0 | 5.0 |", ""]
+    assert report._past_T_studies([("grid", grid), ("other", other)], "mnist") == []
+    assert report._past_T_studies([("grid", grid), ("second", second)], "translated") == []
+
+
 def test_the_authors_number_is_placed_against_our_seed_range():
     assert report._against(90.0, [95.0, 97.0]) == "below our range by 5.0 (2 seeds)"
     assert report._against(4.81, [4.2, 4.5, 4.7], digits=2) == "above our range by 0.11 (3 seeds)"
