@@ -121,8 +121,8 @@ def test_groups_are_set_against_the_single_runs_of_the_same_variant():
 
 def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
     """One row per study with original RAM on the dataset (its seeds, N = 6, 30 and 50 under
-    our protocol, M = 1); studies of other variants or protocols add no row, and one study
-    alone makes no table."""
+    our protocol, M = 1, N = 1 and 50 under the author's, M = 10, "-" where not measured);
+    studies of other variants add no row, and one study alone makes no table."""
     grid = [_result("original", 1, "ours", 1, 0.1, 0.2),
             _result("original", 2, "ours", 1, 0.1, 0.3),
             _result("original", 1, "author", 10, 0.1, 0.9),
@@ -132,8 +132,8 @@ def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
     rows = report._past_T_studies([("grid", grid), ("other", other), ("second", second)],
                                   "mnist")[4:]
     assert rows == ["| grid | 1, 2 | 98.0 +- 0.0 [98.0, 98.0] | 98.0 +- 0.0 [98.0, 98.0] "
-                    "| 25.0 +- 7.1 [20.0, 30.0] |",
-                    "| second | 6 | 98.0 | 98.0 | 5.0 |", ""]
+                    "| 25.0 +- 7.1 [20.0, 30.0] | 10.0 | 90.0 |",
+                    "| second | 6 | 98.0 | 98.0 | 5.0 | - | - |", ""]
     assert report._past_T_studies([("grid", grid), ("other", other)], "mnist") == []
     assert report._past_T_studies([("grid", grid), ("second", second)], "translated") == []
 
