@@ -25,7 +25,7 @@ SINGLE_RUN_FIRST_EPOCH = "first_epoch_single_runs.json"
 # results folder of their own, which read_results(results_dir) does not descend into.
 SINGLE_RUNS = "single_runs"
 # Original RAM trained again, seeds 6-10 as one group of 5 with the final code: a third
-# study of its accuracy past T, where the grid and the single runs above disagree.
+# study of its accuracy past T, beside the grid and the single runs (_past_T_studies).
 SECOND_GROUP = "second_group"
 
 
