@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from utils import save_checkpoint
+from utils import save_checkpoint, temporary
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CANVAS, DIGIT = 60, 28
@@ -59,9 +59,8 @@ def prepare_mnist(data_dir, download=False):
     for name in MNIST_FILES:
         path, gz = os.path.join(raw, name), os.path.join(raw, name + ".gz")
         if not os.path.exists(path) and os.path.exists(gz):
-            # Decompress beside, then rename: never a half-written file, and processes that
-            # start side by side each write their own temporary file.
-            tmp = f"{path}.{os.getpid()}.part"
+            # Decompress beside, then rename: never a half-written file.
+            tmp = temporary(path)
             try:
                 with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst)

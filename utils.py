@@ -13,6 +13,13 @@ class CheckpointError(RuntimeError):
     """A missing, unreadable or mismatched checkpoint; main.py prints it and exits 1."""
 
 
+def temporary(path):
+    """The temporary file beside `path` that this process writes before renaming it over
+    `path`. Named by the process, so that processes started side by side (two groups making the
+    same data cache, say) never rename each other's half-written file."""
+    return f"{path}.{os.getpid()}.tmp"
+
+
 def save_checkpoints(files):
     """Write every (checkpoint, path) of `files` to a temporary file beside its path, then
     rename them all over their paths: a crash or a full disk during the writes leaves every
@@ -22,8 +29,8 @@ def save_checkpoints(files):
     try:
         for ckpt, path in files:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            written.append((path + ".tmp", path))
-            torch.save(ckpt, path + ".tmp")
+            written.append((temporary(path), path))
+            torch.save(ckpt, temporary(path))
         for tmp, path in written:
             os.replace(tmp, path)
     finally:
@@ -77,9 +84,9 @@ class RunLock:
 def write_json(obj, path):
     """Atomically (temporary file, then rename), so no reader ever sees half a file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    with open(temporary(path), "w") as f:
         json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
+    os.replace(temporary(path), path)
 
 
 def load_checkpoint(path, cfg=None, keys=()):

@@ -94,6 +94,27 @@ def test_a_failed_group_save_replaces_no_file(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["run1_latest.pt", "run2_latest.pt"]
 
 
+def test_two_processes_saving_one_file_side_by_side_both_succeed(tmp_path, monkeypatch):
+    """Two groups started together both make the same data cache. While this process writes
+    its temporary file, another process (another pid) saves the same path from start to end:
+    neither renames the other's temporary file, and the last rename wins whole."""
+    path = str(tmp_path / "ram_train.pt")
+    real_save = torch.save
+
+    def another_process_saves_meanwhile(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        with monkeypatch.context() as m:
+            m.setattr(torch, "save", real_save)
+            m.setattr(os, "getpid", lambda: 1)
+            utils.save_checkpoint({"w": torch.zeros(3)}, path)
+
+    monkeypatch.setattr(torch, "save", another_process_saves_meanwhile)
+    utils.save_checkpoint({"w": torch.ones(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["ram_train.pt"]
+
+
 def test_a_second_trainer_of_a_run_is_refused_and_changes_nothing(tmp_path, capsys):
     """While a process trains a run, another trainer of the same run (a retried sweep task,
     the same command started twice) stops with one sentence, exit status 1, and every file
