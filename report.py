@@ -15,7 +15,8 @@ from evaluate import EVAL_BATCH, accuracy_curve, read_results, run_glimpses, tra
 from figures import (DATASET_TITLES, LABELS, plot_accuracy_vs_glimpses, plot_first_epoch,
                      plot_glimpses)
 from model import load_pretrained
-from utils import CheckpointError, load_checkpoint, load_glimpse_trace, save_checkpoint, write_json
+from utils import (CheckpointError, load_checkpoint, load_glimpse_trace, save_checkpoint,
+                   temporary, write_json)
 
 
 # The first-epoch study as it was run before runs trained in groups, one process per run:
@@ -552,14 +553,14 @@ def _groups_vs_single(results, single, dataset):
 
 
 def _past_T_studies(studies, dataset):
-    """Original RAM past T in several studies, `studies` [(name, results files)]: accuracy (%)
+    """Original RAM past T in several studies, `studies` [(name, results files of
+    `dataset`)]: accuracy (%)
     under our protocol (best checkpoint, M = 1) at N = 6 (= T), 30 and 50, and under the
     author's (M = 10) at N = 1 and 50, over each study's seeds."""
     lines = []
     for name, results in studies:
-        of_dataset = [r for r in results if r["dataset"] == dataset]
-        ours = _by_seed(of_dataset, "ours", 1).get("original", {})
-        author = _by_seed(of_dataset, "author", 10).get("original", {})
+        ours = _by_seed(results, "ours", 1).get("original", {})
+        author = _by_seed(results, "author", 10).get("original", {})
         if ours:
             cells = [_spread([_at(r, n) for r in runs.values()], seeds=False)
                      for runs, n in ((ours, 6), (ours, 30), (ours, 50), (author, 1), (author, 50))]
@@ -585,14 +586,14 @@ def results_markdown(results_dir, first_epoch):
     single = read_results(os.path.join(results_dir, SINGLE_RUNS))
     second = read_results(os.path.join(results_dir, SECOND_GROUP))
     for dataset in sorted({r["dataset"] for r in results}):
-        of_dataset = [r for r in results if r["dataset"] == dataset]
+        of_dataset, single_of, second_of = ([r for r in rs if r["dataset"] == dataset]
+                                            for rs in (results, single, second))
         lines += _claims(of_dataset, dataset)
         lines += _first_glimpse(of_dataset, dataset)
-        lines += _groups_vs_single(of_dataset, [r for r in single if r["dataset"] == dataset],
-                                   dataset)
+        lines += _groups_vs_single(of_dataset, single_of, dataset)
         lines += _past_T_studies([("the grid, trained as groups", of_dataset),
-                                  ("one process per run, before groups", single),
-                                  ("a second group of 5, the final code", second)], dataset)
+                                  ("one process per run, before groups", single_of),
+                                  ("a second group of 5, the final code", second_of)], dataset)
         lines += _run_table(of_dataset, dataset, "author")
         lines += _run_table(of_dataset, dataset, "ours")
         lines += _dynamic_tables(of_dataset, dataset)
@@ -611,9 +612,9 @@ def write_tables(results_dir, logs_dir):
         with open(summary) as f:
             first_epoch = json.load(f)
     tables = os.path.join(results_dir, "tables.md")
-    with open(tables + ".tmp", "w") as f:
+    with open(temporary(tables), "w") as f:
         f.write(results_markdown(results_dir, first_epoch))
-    os.replace(tables + ".tmp", tables)
+    os.replace(temporary(tables), tables)
     return tables
 
 

@@ -135,7 +135,31 @@ def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
                     "| 25.0 +- 7.1 [20.0, 30.0] | 10.0 | 90.0 |",
                     "| second | 6 | 98.0 | 98.0 | 5.0 | - | - |", ""]
     assert report._past_T_studies([("grid", grid), ("other", other)], "mnist") == []
-    assert report._past_T_studies([("grid", grid), ("second", second)], "translated") == []
+
+
+def _write(results_dir, r, dataset="mnist"):
+    """Write a results file of `dataset` where read_results finds it."""
+    r = dict(r, dataset=dataset, run=r["run"].replace("mnist", dataset),
+             config=dict(r["config"], dataset=dataset))
+    path = results_dir / r["run"] / f"{r['protocol']}_M{r['fixed']['M']}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(r))
+
+
+def test_the_tables_of_a_dataset_hold_only_that_datasets_runs(tmp_path):
+    """The studies beside the grid (single runs, a second group) are split by dataset like
+    the grid: MNIST single runs do not appear in the translated tables."""
+    _write(tmp_path, _result("original", 1, "ours", 1, 0.1, 0.2))
+    _write(tmp_path, _result("original", 1, "ours", 1, 0.1, 0.4), "translated")
+    _write(tmp_path / report.SINGLE_RUNS, _result("original", 1, "ours", 1, 0.1, 0.1))
+    lines = report.results_markdown(str(tmp_path), {}).splitlines()
+    past_T = [i for i, line in enumerate(lines) if line.startswith("Original RAM past T")]
+    assert len(past_T) == 1 and "MNIST" in lines[past_T[0]]
+    assert lines[past_T[0] + 4:past_T[0] + 6] == [
+        "| the grid, trained as groups | 1 | 98.0 | 98.0 | 20.0 | - | - |",
+        "| one process per run, before groups | 1 | 98.0 | 98.0 | 10.0 | - | - |"]
+    vs_single = [line for line in lines if line.startswith("100 epochs trained in groups")]
+    assert len(vs_single) == 1 and "translated" not in vs_single[0].lower()
 
 
 def test_the_authors_number_is_placed_against_our_seed_range():
