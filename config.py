@@ -163,7 +163,8 @@ train.add_argument("--lr_schedule", choices=["exp", "plateau"], default="exp",
                    help="exp: lr x0.95 after every epoch; plateau: ReduceLROnPlateau on the "
                         "validation loss (recommended for plain RAM)")
 train.add_argument("--lr_patience", type=int, default=20,
-                   help="epochs without a lower validation loss before plateau halves the lr")
+                   help="epochs without a lower validation loss before plateau cuts the lr "
+                        "tenfold (ReduceLROnPlateau's default factor)")
 train.add_argument("--train_patience", type=int, default=50,
                    help="stop after this many epochs without a better validation accuracy")
 train.add_argument("--compile", type=str2bool, default=False,

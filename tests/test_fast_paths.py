@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import MNIST_ARCH, TRANSLATED_ARCH, group_settings, settings, tiny_model
 from model import Glimpses, RecurrentAttention, Unroll
 from modules import CoreNetwork, GlimpseNetwork
-from trainer import StackedAdam, loss_terms, loss_weights
+from trainer import Schedule, StackedAdam, loss_terms, loss_weights
 
 # Two runs with different variants and loss weights: every term on for the first.
 CFGS = [SimpleNamespace(uncertainty=True, intrinsic=True, lambda_uncertainty=1e-2,
@@ -254,6 +254,28 @@ def test_stacked_adam_follows_plain_adam_per_run():
                                        atol=1e-6, rtol=1e-4)
             torch.testing.assert_close(state["exp_avg_sq"][name],
                                        plain[r].state[p]["exp_avg_sq"][0], atol=1e-9, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["exp", "plateau"])
+def test_schedule_follows_torchs_schedulers(kind):
+    """Schedule, one run's learning rate, follows torch's LambdaLR (x0.95 per epoch) or
+    ReduceLROnPlateau (patience 2, its default factor 0.1 and relative threshold 1e-4) over
+    validation losses that improve, stall, improve by less than the threshold, and stall."""
+    cfg = SimpleNamespace(lr_schedule=kind, init_lr=3e-4, lr_patience=2)
+    ours = Schedule(cfg)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.init_lr)
+    theirs = (torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.95 ** epoch)
+              if kind == "exp" else
+              torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.lr_patience))
+    lrs = []
+    for loss in [1.0, 0.9, 0.9, 0.9, 0.9, 0.89999, 0.9, 0.9, 0.5, 0.6, 0.6, 0.6, 0.6]:
+        ours.step(loss)
+        opt.step()  # no gradient: nothing moves, but torch wants its step before the schedule's
+        theirs.step(*([loss] if kind == "plateau" else []))
+        lrs.append(ours.lr)
+        assert ours.lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+    # exp: 0.95^13 of the start; plateau: cut tenfold three times (epochs 5, 8 and 12)
+    assert lrs[-1] == pytest.approx(cfg.init_lr * (0.95 ** 13 if kind == "exp" else 1e-3))
 
 
 def test_compiled_training_step_equals_eager(tmp_path):
