@@ -612,9 +612,10 @@ def write_tables(results_dir, logs_dir):
         with open(summary) as f:
             first_epoch = json.load(f)
     tables = os.path.join(results_dir, "tables.md")
-    with open(temporary(tables), "w") as f:
+    tmp = temporary(tables)
+    with open(tmp, "w") as f:
         f.write(results_markdown(results_dir, first_epoch))
-    os.replace(temporary(tables), tables)
+    os.replace(tmp, tables)
     return tables
 
 

@@ -29,8 +29,9 @@ def save_checkpoints(files):
     try:
         for ckpt, path in files:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            written.append((temporary(path), path))
-            torch.save(ckpt, temporary(path))
+            tmp = temporary(path)
+            written.append((tmp, path))
+            torch.save(ckpt, tmp)
         for tmp, path in written:
             os.replace(tmp, path)
     finally:
@@ -84,9 +85,10 @@ class RunLock:
 def write_json(obj, path):
     """Atomically (temporary file, then rename), so no reader ever sees half a file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(temporary(path), "w") as f:
+    tmp = temporary(path)
+    with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
-    os.replace(temporary(path), path)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path, cfg=None, keys=()):
