@@ -15,8 +15,8 @@ from evaluate import EVAL_BATCH, accuracy_curve, read_results, run_glimpses, tra
 from figures import (DATASET_TITLES, LABELS, plot_accuracy_vs_glimpses, plot_first_epoch,
                      plot_glimpses)
 from model import load_pretrained
-from utils import (CheckpointError, load_checkpoint, load_glimpse_trace, save_checkpoint,
-                   temporary, write_json)
+from utils import (CheckpointError, load_checkpoint, load_glimpse_trace, replacing,
+                   save_checkpoint, write_json)
 
 
 # The first-epoch study as it was run before runs trained in groups, one process per run:
@@ -612,10 +612,8 @@ def write_tables(results_dir, logs_dir):
         with open(summary) as f:
             first_epoch = json.load(f)
     tables = os.path.join(results_dir, "tables.md")
-    tmp = temporary(tables)
-    with open(tmp, "w") as f:
+    with replacing(tables) as f:
         f.write(results_markdown(results_dir, first_epoch))
-    os.replace(tmp, tables)
     return tables
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from config import TRAINING, run_name
 from model import RecurrentAttention
-from utils import (CheckpointError, RunLock, load_checkpoint, save_checkpoints,
+from utils import (CheckpointError, RunLock, load_checkpoint, replacing, save_checkpoints,
                    save_glimpse_trace)
 
 # The optional terms, and the flag of the variants that have them.
@@ -481,10 +481,9 @@ class Trainer:
             if len(rows) < run.state.global_step:
                 print(f"[!] {run.name}: {path} holds {len(rows)} of the checkpoint's "
                       f"{run.state.global_step} steps (the rest died with a killed process)")
-        with open(path + ".tmp", "w", newline="") as f:  # a kill now leaves the old file
+        with replacing(path, newline="") as f:  # a kill now leaves the old file
             csv.writer(f).writerows([["epoch", "iteration", "global_step", "running_loss",
                                       "running_acc"]] + rows)
-        os.replace(path + ".tmp", path)
         f = open(path, "a", newline="")
         run.iter_csv = csv.writer(f)
         return f
@@ -506,11 +505,10 @@ class Trainer:
                    valid_loss=valid_loss, valid_acc=valid_acc, lr=lr)
         run.state.history.append(row)
         path = os.path.join(run.log_dir, "epochs.csv")
-        with open(path + ".tmp", "w", newline="") as f:
+        with replacing(path, newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
             w.writerows(run.state.history)
-        os.replace(path + ".tmp", path)
         if run.writer is not None:
             for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
                 run.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)

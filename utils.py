@@ -1,5 +1,6 @@
 """Leaf utilities: atomic file writes, checkpoint files and their locks, glimpse traces.
 Nothing here imports the rest of the project."""
+import contextlib
 import fcntl
 import glob
 import json
@@ -82,13 +83,26 @@ class RunLock:
         self.file.close()
 
 
-def write_json(obj, path):
-    """Atomically (temporary file, then rename), so no reader ever sees half a file."""
+@contextlib.contextmanager
+def replacing(path, newline=None):
+    """A text file to write in a `with` block: a temporary file beside `path`, renamed over
+    `path` when the block ends without error. No reader ever sees half a file, and an error
+    or a kill in the block leaves the old file whole."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = temporary(path)
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, "w", newline=newline) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(obj, path):
+    """obj as indented JSON at path, written through `replacing`."""
+    with replacing(path) as f:
         json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path, cfg=None, keys=()):

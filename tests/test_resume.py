@@ -115,6 +115,23 @@ def test_two_processes_saving_one_file_side_by_side_both_succeed(tmp_path, monke
     assert os.listdir(tmp_path) == ["ram_train.pt"]
 
 
+def test_a_text_write_that_fails_halfway_leaves_the_old_file(tmp_path):
+    """The CSV logs, the tables and the JSON results are written through utils.replacing: an
+    error halfway through the block leaves the old text whole and no temporary file; a block
+    that ends well replaces it."""
+    path = str(tmp_path / "epochs.csv")
+    with utils.replacing(path) as f:
+        f.write("epoch\n1\n")
+    with pytest.raises(ValueError):
+        with utils.replacing(path) as f:
+            f.write("epoch\n")
+            raise ValueError("killed halfway")
+    assert open(path).read() == "epoch\n1\n"
+    assert os.listdir(tmp_path) == ["epochs.csv"]
+    utils.write_json({"epoch": 2}, path)
+    assert open(path).read() == '{\n "epoch": 2\n}'
+
+
 def test_a_second_trainer_of_a_run_is_refused_and_changes_nothing(tmp_path, capsys):
     """While a process trains a run, another trainer of the same run (a retried sweep task,
     the same command started twice) stops with one sentence, exit status 1, and every file
