@@ -554,9 +554,8 @@ def _groups_vs_single(results, single, dataset):
 
 def _past_T_studies(studies, dataset):
     """Original RAM past T in several studies, `studies` [(name, results files of
-    `dataset`)]: accuracy (%)
-    under our protocol (best checkpoint, M = 1) at N = 6 (= T), 30 and 50, and under the
-    author's (M = 10) at N = 1 and 50, over each study's seeds."""
+    `dataset`)]: accuracy (%) under our protocol (best checkpoint, M = 1) at N = 6 (= T), 30
+    and 50, and under the author's (M = 10) at N = 1 and 50, over each study's seeds."""
     lines = []
     for name, results in studies:
         ours = _by_seed(results, "ours", 1).get("original", {})
