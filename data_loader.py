@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from utils import save_checkpoint, temporary
+from utils import replacing, save_checkpoint
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CANVAS, DIGIT = 60, 28
@@ -59,16 +59,11 @@ def prepare_mnist(data_dir, download=False):
     for name in MNIST_FILES:
         path, gz = os.path.join(raw, name), os.path.join(raw, name + ".gz")
         if not os.path.exists(path) and os.path.exists(gz):
-            # Decompress beside, then rename: never a half-written file.
-            tmp = temporary(path)
             try:
-                with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                with gzip.open(gz, "rb") as src, replacing(path, "wb") as dst:
                     shutil.copyfileobj(src, dst)
             except (OSError, EOFError) as e:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
                 raise DataError(f"{gz} could not be decompressed ({e}).") from e
-            os.replace(tmp, path)
     missing = [n for n in MNIST_FILES if not os.path.exists(os.path.join(raw, n))]
     if missing and download:
         from torchvision.datasets import MNIST

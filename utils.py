@@ -84,14 +84,14 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def replacing(path, newline=None):
-    """A text file to write in a `with` block: a temporary file beside `path`, renamed over
-    `path` when the block ends without error. No reader ever sees half a file, and an error
-    or a kill in the block leaves the old file whole."""
+def replacing(path, mode="w", newline=None):
+    """A file to write in a `with` block (`mode` "w" or "wb"): a temporary file beside `path`,
+    renamed over `path` when the block ends without error. No reader ever sees half a file,
+    and an error or a kill in the block leaves the old file whole."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = temporary(path)
     try:
-        with open(tmp, "w", newline=newline) as f:
+        with open(tmp, mode, newline=newline) as f:
             yield f
         os.replace(tmp, path)
     finally:

@@ -198,6 +198,8 @@ def test_empty_data_dir_gives_data_error(tmp_path):
 
 
 def test_corrupt_gz_gives_data_error(tmp_path):
+    """A corrupt .gz gives a DataError naming it, and leaves no half-decompressed file (nor
+    its temporary) that a later load would take for data."""
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in FILES:
@@ -205,3 +207,4 @@ def test_corrupt_gz_gives_data_error(tmp_path):
     with pytest.raises(data_loader.DataError) as err:
         data_loader.load_mnist(str(tmp_path), train=False)
     assert ".gz" in str(err.value)
+    assert sorted(os.listdir(raw)) == sorted(name + ".gz" for name in FILES)
