@@ -28,7 +28,7 @@ from config import get_configs
 from data_loader import load_mnist, translate
 from evaluate import EVAL_BATCH, accuracy_curve, dynamic_sweep, run_glimpses
 from model import RecurrentAttention
-from trainer import StackedAdam, Trainer
+from trainer import Trainer
 
 
 def timed(fn, repeats, warmup, sync):
@@ -72,14 +72,14 @@ def per_sample_retina(x, l, g, k, s):
 
 
 def bench_training(cfgs, device, batch, repeats, sync):
-    """The training step of Trainer.train_one_epoch for the group `cfgs` (forward and loss,
-    compiled with --compile=True; backward; Adam), with each run's batch translated for
-    translated MNIST. Times per step of the group and per run-step."""
+    """Trainer.step for the group `cfgs`, as Trainer.train_one_epoch calls it (forward and
+    loss, compiled with --compile=True; backward; the read of the logged numbers and the
+    finiteness check; Adam), with each run's batch translated for translated MNIST. Times per
+    step of the group and per run-step."""
     # Each setting compiles afresh: the compile cache of the settings before would count
     # against torch's limit of recompilations of one function.
     torch._dynamo.reset()
     trainer = Trainer(cfgs, device)
-    opt = StackedAdam(trainer.model.named_parameters())
     R = len(cfgs)
     x = torch.randn(R, batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (R, batch), device=device)
@@ -89,10 +89,7 @@ def bench_training(cfgs, device, batch, repeats, sync):
     def step():
         xb = torch.stack([translate(x[r], gen) for r in range(R)]) \
             if cfgs[0].dataset == "translated" else x
-        _, terms, _ = trainer.forward_loss(xb, y, trainer.draw_noise(batch))
-        opt.zero_grad()
-        sum(terms.values()).sum().backward()
-        opt.step(lr)
+        trainer.step(xb, y, lr)
 
     start = time.perf_counter()
     step()  # with --compile=True, this compiles

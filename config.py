@@ -206,6 +206,27 @@ TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
                            "random_seed")
 
 
+# The random streams of a training run, each drawn from a generator of its own (seed_of).
+TRAINING_STREAMS = ("split", "weights", "policy", "train_order", "train_translation",
+                    "train_workers", "valid_order", "valid_translation", "valid_workers")
+
+
+def seed_of(seed, stream, batch=0):
+    """The seed of one random stream of the run --random_seed=seed (>= 1): no two streams of a
+    run share a seed, nor do the training streams of two runs (tests/test_cli.py).
+
+    Training, TRAINING_STREAMS[k]: 100 * seed + 10 + k. split: the numpy permutation that holds
+    out the validation images; weights: torch's global generator before the model is built;
+    policy: l_0 and the policy noise; <loader>_order / _translation / _workers: the loader's
+    shuffles, canvas positions, and DataLoader's base seed (drawn even without workers).
+    Testing, fixed by the published results: "test_author", the run's seed before every batch
+    (the released code's); "test_ours", seed * 1_000_003 + batch before evaluation batch
+    `batch`; "test_canvas", 0, the released code's seed of the translated test set."""
+    if stream in TRAINING_STREAMS:
+        return 100 * seed + 10 + TRAINING_STREAMS.index(stream)
+    return {"test_author": seed, "test_ours": seed * 1_000_003 + batch, "test_canvas": 0}[stream]
+
+
 def variant_name(cfg):
     """'original', 'uncertainty', 'intrinsic' or 'both', from the two flags."""
     return next(v for v, flags in VARIANTS.items() if flags == (cfg.uncertainty, cfg.intrinsic))
@@ -309,6 +330,7 @@ def check_config(cfg):
     largest = cfg.patch_size * cfg.glimpse_scale ** (cfg.num_patches - 1) if cfg.num_patches >= 1 else 0
     rules = [
         (cfg.std > 0, f"--std must be positive, got {cfg.std}"),
+        (cfg.random_seed >= 1, f"--random_seed must be at least 1, got {cfg.random_seed}"),
         (cfg.patch_size >= 1, f"--patch_size must be at least 1, got {cfg.patch_size}"),
         (cfg.glimpse_scale >= 1, f"--glimpse_scale must be at least 1, got {cfg.glimpse_scale}"),
         (cfg.num_patches >= 1, f"--num_patches must be at least 1, got {cfg.num_patches}"),

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from config import seed_of
 from utils import replacing, save_checkpoint
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CANVAS, DIGIT = 60, 28
-TEST_TRANSLATION_SEED = 0  # the released code's seed for its fixed translated test set
 
 # name -> (IDX magic number, number of items): what a valid file must say in its header.
 MNIST_FILES = {
@@ -176,18 +176,19 @@ class Loader:
     With `translated`, every batch is pasted afresh onto a 60x60 canvas, with corners drawn
     from a CPU generator of its own (the same translations on CPU and CUDA)."""
 
-    def __init__(self, images, labels, indices, batch_size, shuffle, seed, translated, device,
+    def __init__(self, images, labels, indices, batch_size, shuffle, seeds, translated, device,
                  num_workers=0):
-        self.sampler = EpochSampler(indices, batch_size, shuffle, seed)
+        """seeds: {"order", "translation", "workers"}, the seeds of the loader's generators."""
+        self.sampler = EpochSampler(indices, batch_size, shuffle, seeds["order"])
         # generator: without one, every new DataLoader iterator draws its workers' base seed
         # from the global generator, which would shift the model's random numbers on resume.
         self.loader = DataLoader(_Batches(images, labels), sampler=self.sampler, batch_size=None,
                                  num_workers=num_workers, persistent_workers=num_workers > 0,
                                  pin_memory=torch.device(device).type == "cuda",
-                                 generator=torch.Generator().manual_seed(seed + 2))
+                                 generator=torch.Generator().manual_seed(seeds["workers"]))
         self.translated, self.device = translated, device
         self.batch_size = batch_size
-        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.generator = torch.Generator().manual_seed(seeds["translation"])
         self.num_images = len(self.sampler.indices)
 
     def __len__(self):
@@ -212,14 +213,16 @@ def get_train_valid_loaders(cfg, device):
     """Seeded 90/10 split of the 60,000 training images (of the first `subset` with --subset)."""
     images, labels = load_mnist(cfg.data_dir, train=True, download=cfg.download)
     n = cfg.subset or len(labels)
-    order = np.random.RandomState(cfg.random_seed).permutation(n)
+    order = np.random.RandomState(seed_of(cfg.random_seed, "split")).permutation(n)
     split = int(np.floor(cfg.valid_size * n))
     translated = cfg.dataset == "translated"
     common = dict(translated=translated, device=device, num_workers=cfg.num_workers)
-    train = Loader(images, labels, order[split:], cfg.batch_size, cfg.shuffle,
-                   cfg.random_seed, **common)
-    valid = Loader(images, labels, order[:split], cfg.batch_size, False,
-                   cfg.random_seed + 2, **common)
+
+    def seeds(part):
+        return {s: seed_of(cfg.random_seed, f"{part}_{s}") for s in ("order", "translation", "workers")}
+    train = Loader(images, labels, order[split:], cfg.batch_size, cfg.shuffle, seeds("train"),
+                   **common)
+    valid = Loader(images, labels, order[:split], cfg.batch_size, False, seeds("valid"), **common)
     return train, valid
 
 
@@ -232,7 +235,10 @@ def get_test_loader(cfg, device, batch_size, num_test=0):
     n = min(cfg.subset, len(labels)) if cfg.subset else len(labels)
     images, labels = images[:n], labels[:n]
     if cfg.dataset == "translated":
-        images = translate(images, torch.Generator().manual_seed(TEST_TRANSLATION_SEED))
+        images = translate(images, torch.Generator().manual_seed(seed_of(cfg.random_seed,
+                                                                         "test_canvas")))
     n = min(n, num_test) if num_test else n
-    return Loader(images[:n], labels[:n], np.arange(n), batch_size, False, 0, translated=False,
-                  device=device, num_workers=cfg.num_workers)
+    # In order and translated already: the loader's own generators draw nothing that matters.
+    return Loader(images[:n], labels[:n], np.arange(n), batch_size, False,
+                  dict(order=0, translation=0, workers=0), translated=False, device=device,
+                  num_workers=cfg.num_workers)

@@ -18,7 +18,7 @@ def train(cfgs):
     from trainer import Trainer
     device = get_device(cfgs[0])
     loaders = [get_train_valid_loaders(cfg, device) for cfg in cfgs]
-    Trainer(cfgs, device).train(*zip(*loaders))
+    Trainer(cfgs, device, *zip(*loaders)).train()
 
 
 def run(cfgs):

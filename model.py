@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from config import seed_of
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, ErrorNetwork, GlimpseNetwork,
                      LocationNetwork, Retina, stacked_linear)
 from utils import load_checkpoint
@@ -88,7 +89,7 @@ class RecurrentAttention(nn.Module):
         of that run alone."""
         model = cls.from_config(cfgs[0], runs=len(cfgs))
         for r, cfg in enumerate(cfgs):
-            torch.manual_seed(cfg.random_seed)
+            torch.manual_seed(seed_of(cfg.random_seed, "weights"))
             model.load_run_state(r, cls.from_config(cfg).run_state(0))
         return model
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from config import TRAINING, run_name
+from config import TRAINING, run_name, seed_of
 from model import RecurrentAttention
 from utils import (CheckpointError, RunLock, load_checkpoint, replacing, save_checkpoints,
                    save_glimpse_trace)
@@ -167,16 +167,17 @@ class TrainState:
 
 
 class Run:
-    """One run of a group: its settings, files, loaders, generator, schedule and state."""
+    """One run of a group: its settings, loaders, policy generator, schedule and state, and
+    what it owns on disk: its checkpoints, its lock, its CSV logs and tensorboard writer."""
 
-    def __init__(self, cfg, generator, train_loader, valid_loader):
+    def __init__(self, cfg, generator, train_loader=None, valid_loader=None):
         self.cfg, self.name, self.generator = cfg, run_name(cfg), generator
         self.ckpt_path = {kind: os.path.join(cfg.ckpt_dir, f"{self.name}_{kind}.pt")
                           for kind in ("latest", "best")}
         self.log_dir = os.path.join(cfg.logs_dir, self.name)
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.schedule, self.state = Schedule(cfg), TrainState()
-        self.writer = self.iter_log = self.lock = None
+        self.lock = self.writer = self.iter_file = self.iter_csv = None
 
     def has_term(self, name):
         """Whether the run's variant has the loss term `name` (the others are weighted 0)."""
@@ -186,6 +187,104 @@ class Run:
     def active(self):
         """Still training: not stopped early."""
         return self.state.epochs_since_best < self.cfg.train_patience
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint(self, model, optimizer, r):
+        """Everything a resume needs; the run is row r of the group's model and optimiser."""
+        return {"config": vars(self.cfg), "model": model.run_state(r),
+                "optimizer": optimizer.run_state(r), "schedule": self.schedule.state_dict(),
+                "data": {"train": self.train_loader.state_dict(self.state.batch),
+                         "valid": self.valid_loader.state_dict()},
+                "rng": {"policy": self.generator.get_state()}, **asdict(self.state)}
+
+    def restore(self, model, optimizer, r):
+        """The latest checkpoint back into row r and this run (its settings must match)."""
+        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, TRAINING)
+        model.load_run_state(r, ckpt["model"])
+        optimizer.load_run_state(r, ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.train_loader.load_state_dict(ckpt["data"]["train"])
+        self.valid_loader.load_state_dict(ckpt["data"]["valid"])
+        self.generator.set_state(ckpt["rng"]["policy"])
+        self.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
+        print(f"[*] resuming {self.name} from {self.ckpt_path['latest']} at epoch "
+              f"{self.state.epoch + 1}, step {self.state.batch + 1}")
+
+    # ---------------------------------------------------------------- bookkeeping and logs
+    def open_logs(self):
+        """The tensorboard writer and the iteration CSV, both cut back to the state's step: a
+        resumed run's logs then match those of a run that was never interrupted."""
+        os.makedirs(self.log_dir, exist_ok=True)
+        if self.cfg.use_tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            # purge_step drops events logged after the checkpoint by an interrupted run.
+            self.writer = SummaryWriter(self.log_dir, purge_step=self.state.global_step or None)
+        path = os.path.join(self.log_dir, "train_iterations.csv")
+        rows = []
+        if self.cfg.resume and os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))[1:1 + self.state.global_step]
+            if len(rows) < self.state.global_step:
+                print(f"[!] {self.name}: {path} holds {len(rows)} of the checkpoint's "
+                      f"{self.state.global_step} steps (the rest died with a killed process)")
+        with replacing(path, newline="") as f:  # a kill now leaves the old file
+            csv.writer(f).writerows([["epoch", "iteration", "global_step", "running_loss",
+                                      "running_acc"]] + rows)
+        self.iter_file = open(path, "a", newline="")
+        self.iter_csv = csv.writer(self.iter_file)
+
+    def close(self):
+        """Release the lock, close the logs."""
+        if self.lock is not None:
+            self.lock.release()
+        for f in (self.iter_file, self.writer):
+            if f is not None:
+                f.close()
+
+    def count(self, epoch, log, B):
+        """One step of B images: the running sums and counters, and the iteration logs.
+        log: Trainer.step's numbers of this run."""
+        state = self.state
+        terms = {n: v for n, v in log.items() if n != "correct" and self.has_term(n)}
+        loss_sum, correct, seen = state.running
+        state.running = [loss_sum + sum(terms.values()) * B, correct + log["correct"], seen + B]
+        state.batch += 1
+        state.global_step += 1
+        running_loss, running_acc = state.running[0] / state.running[2], \
+            state.running[1] / state.running[2]
+        self.iter_csv.writerow([epoch + 1, state.batch, state.global_step,
+                                f"{running_loss:.6f}", f"{running_acc:.6f}"])
+        if self.writer is not None:
+            self.writer.add_scalar("train/running_loss", running_loss, state.global_step)
+            self.writer.add_scalar("train/running_acc", running_acc, state.global_step)
+            for name, value in terms.items():
+                self.writer.add_scalar(f"loss/{name}", value, state.global_step)
+
+    def end_epoch(self, epoch, train, valid):
+        """Step the schedule, keep the best accuracy, log the epoch; whether it is the best.
+        train, valid: (mean loss, accuracy) of the epoch."""
+        state, lr = self.state, self.schedule.lr
+        self.schedule.step(valid[0])
+        is_best = valid[1] > state.best_valid_acc
+        state.epochs_since_best = 0 if is_best else state.epochs_since_best + 1
+        state.best_valid_acc = max(valid[1], state.best_valid_acc)
+        state.epoch, state.batch, state.running = epoch + 1, 0, [0.0, 0, 0]
+        row = dict(epoch=epoch + 1, train_loss=train[0], train_acc=train[1], valid_loss=valid[0],
+                   valid_acc=valid[1], lr=lr)
+        state.history.append(row)
+        # Rewritten from the checkpointed history: it never holds an epoch the latest
+        # checkpoint does not.
+        with replacing(os.path.join(self.log_dir, "epochs.csv"), newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            w.writeheader()
+            w.writerows(state.history)
+        if self.writer is not None:
+            for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
+                self.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)
+        print(f"{self.name} epoch {epoch + 1}/{self.cfg.epochs}: train loss {train[0]:.3f} "
+              f"acc {100 * train[1]:.2f}% | valid loss {valid[0]:.3f} acc "
+              f"{100 * valid[1]:.2f}%{' [best]' if is_best else ''} | lr {lr:.2e}")
+        return is_best
 
 
 class TrainingDiverged(RuntimeError):
@@ -200,20 +299,48 @@ class Interrupted(RuntimeError):
         self.signum = signum
 
 
+class StopSignals:
+    """A `with` block in which the first SIGINT or SIGTERM only sets `signum`: the trainer
+    finishes its step, saves and stops. A second one stops at once (the checkpoints on disk
+    are whole: saves are atomic). The previous handlers come back when the block ends."""
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self._on_signal)
+                         for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def _on_signal(self, signum, frame):
+        self.signum = signum
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else
+                      signal.default_int_handler)
+        print(f"\n[!] {signal.Signals(signum).name}: saving checkpoints after this step "
+              f"(send it again to stop at once)", flush=True)
+
+
 class Trainer:
     """Trains a group of runs (config.get_configs) with Adam, validates each run every epoch,
-    and keeps each run's latest and best checkpoints."""
+    and keeps each run's latest and best checkpoints. Without loaders it can still `step`."""
 
-    def __init__(self, cfgs, device):
+    def __init__(self, cfgs, device, train_loaders=None, valid_loaders=None):
         self.cfgs, self.cfg, self.device = cfgs, cfgs[0], torch.device(device)
         self.model = RecurrentAttention.for_runs(cfgs).to(self.device)
+        self.optimizer = StackedAdam(self.model.named_parameters())
         self.weights = loss_weights(cfgs, self.device)
-        # Each run's policy noise (l_0 and every step's); its loaders use seed, seed + 1, + 2.
-        self.generators = [torch.Generator(self.device).manual_seed(cfg.random_seed + 3)
-                           for cfg in cfgs]
+        loaders = zip(train_loaders or [None] * len(cfgs), valid_loaders or [None] * len(cfgs))
+        # Each run draws l_0 and its policy noise from a generator of its own.
+        self.runs = [Run(cfg, torch.Generator(self.device).manual_seed(
+            seed_of(cfg.random_seed, "policy")), *pair) for cfg, pair in zip(cfgs, loaders)]
         self.forward_loss = self._forward_loss
         if self.cfg.compile:
             self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
+        self.signals = StopSignals()
 
     def _forward_loss(self, x, y, noise):
         """One minibatch of every run up to its loss: (locations, loss terms, reward)."""
@@ -224,63 +351,77 @@ class Trainer:
     def draw_noise(self, batch):
         """l_0 (R, B, 2) and the policy noise eps (T, R, B, 2), each run's from its generator."""
         T, l_0, eps = self.cfg.num_glimpses, [], []
-        for g in self.generators:
+        for run in self.runs:
+            g = run.generator
             l_0.append(torch.empty(batch, 2, device=self.device).uniform_(-1, 1, generator=g))
             eps.append(torch.randn(T, batch, 2, device=self.device, generator=g))
         return torch.stack(l_0), torch.stack(eps, dim=1)
 
-    # ---------------------------------------------------------------- training
-    def train(self, train_loaders, valid_loaders):
+    def step(self, x, y, lr):
+        """One training step of every run: forward and loss (compiled with --compile=True;
+        a last, smaller batch runs eagerly rather than compiling a second graph), backward,
+        the check that every training run's loss is finite (else TrainingDiverged, before
+        the update), then Adam with each run's learning rate (0: the run does not move).
+
+        x (R, B, C, H, W), y (R, B). Returns the locations (R, T + 1, B, 2) and, per run, the
+        numbers to log: {"correct": correct predictions, <term>: its value} (floats)."""
+        full = y.shape[1] == self.cfg.batch_size
+        forward_loss = self.forward_loss if full else self._forward_loss
+        locations, terms, reward = forward_loss(x, y, self.draw_noise(y.shape[1]))
+        self.optimizer.zero_grad()
+        sum(terms.values()).sum().backward()
+        # detach: plain numbers for the logs, outside the graph (one copy off the device).
+        values = torch.stack([reward.sum(dim=1)] + [t.detach() for t in terms.values()])
+        logs = [dict(zip(["correct", *terms], v)) for v in values.T.tolist()]
+        for run, log in zip(self.runs, logs):
+            own = {n: v for n, v in log.items() if n != "correct" and run.has_term(n)}
+            if run.active and not all(math.isfinite(v) for v in log.values()):
+                named = ", ".join(f"{n} {v:.4g}" for n, v in own.items())
+                raise TrainingDiverged(
+                    f"the loss of {run.name} became {sum(own.values())} at epoch "
+                    f"{run.state.epoch + 1}, step {run.state.batch + 1} ({named}); stopped "
+                    f"before the update, the last good checkpoints of every run are kept.")
+        self.optimizer.step(lr)
+        return locations, logs
+
+    # ---------------------------------------------------------------- the epoch loop
+    def train(self):
         """Train from scratch, or with --resume=True from the latest checkpoints, until
         --epochs or until every run has stopped early. SIGINT/SIGTERM save resumable
-        checkpoints first. train_loaders, valid_loaders: one of each per run."""
-        self.runs = [Run(*args) for args in zip(self.cfgs, self.generators, train_loaders,
-                                                valid_loaders)]
-        self.stop_signal = None
-        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        checkpoints first."""
         try:
-            self._start()
-            for epoch in range(self._epoch_done(), self.cfg.epochs):
-                for run in self.runs:
-                    if run.state.epoch == epoch and not run.active:
-                        print(f"[!] {run.name}: no better validation accuracy for "
-                              f"{self.cfg.train_patience} epochs: stopped early.")
-                if not any(run.active for run in self.runs):
-                    break
-                self._epoch(epoch)
+            with self.signals:
+                self._start()
+                for epoch in range(self._epoch_done(), self.cfg.epochs):
+                    for run in self.runs:
+                        if run.state.epoch == epoch and not run.active:
+                            print(f"[!] {run.name}: no better validation accuracy for "
+                                  f"{self.cfg.train_patience} epochs: stopped early.")
+                    if not any(run.active for run in self.runs):
+                        break
+                    self._epoch(epoch)
         finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
             for run in self.runs:
-                if run.lock is not None:
-                    run.lock.release()
-                if run.iter_log is not None:
-                    run.iter_log.close()
-                if run.writer is not None:
-                    run.writer.close()
+                run.close()
 
     def _start(self):
-        """Optimiser, states (fresh or resumed) and logs."""
-        self.optimizer = StackedAdam(self.model.named_parameters())
+        """Locks, states (fresh or resumed) and logs."""
         for run in self.runs:  # before anything is read: a second trainer stops here
             run.lock = RunLock(run.cfg.ckpt_dir, run.name)
         for r, run in enumerate(self.runs):
             if self.cfg.resume:
-                self._resume(r, run)
+                run.restore(self.model, self.optimizer, r)
             elif os.path.exists(run.ckpt_path["latest"]):
                 raise CheckpointError(
                     f"run {run.name} already has a checkpoint ({run.ckpt_path['latest']}); pass "
                     f"--resume=True to continue it, or move it away to train from scratch.")
         self._epoch_done()  # the runs still training must be at the same step
         for run in self.runs:
-            os.makedirs(run.log_dir, exist_ok=True)
-            run.writer = self._open_writer(run)
-            run.iter_log = self._open_iteration_log(run)
-        names = ", ".join(run.name for run in self.runs)
-        first = self.runs[0].train_loader
-        print(f"[*] {names}: {first.num_images} train, {self.runs[0].valid_loader.num_images} "
-              f"valid images each on {self.device}; epochs {self._epoch_done() + 1}.."
-              f"{self.cfg.epochs}")
+            run.open_logs()
+        first = self.runs[0]
+        print(f"[*] {', '.join(run.name for run in self.runs)}: {first.train_loader.num_images} "
+              f"train, {first.valid_loader.num_images} valid images each on {self.device}; "
+              f"epochs {self._epoch_done() + 1}..{self.cfg.epochs}")
 
     def _epoch_done(self):
         """The epoch the active runs have finished; they move in step, and a resume of runs
@@ -303,41 +444,11 @@ class Trainer:
         # With --valid_size=0 the training metrics stand in for the validation ones.
         valid = (self.evaluate_loss([run.valid_loader for run in self.runs])
                  if self.runs[0].valid_loader.num_images else train)
-        is_best = []
-        for run, (train_loss, train_acc), (valid_loss, valid_acc) in zip(self.runs, train, valid):
-            if not run.active:
-                is_best.append(False)
-                continue
-            state, lr = run.state, run.schedule.lr
-            run.schedule.step(valid_loss)
-            is_best.append(valid_acc > state.best_valid_acc)
-            state.epochs_since_best = 0 if is_best[-1] else state.epochs_since_best + 1
-            state.best_valid_acc = max(valid_acc, state.best_valid_acc)
-            state.epoch, state.batch, state.running = epoch + 1, 0, [0.0, 0, 0]
-            self._log_epoch(run, epoch, train_loss, train_acc, valid_loss, valid_acc, lr)
-            print(f"{run.name} epoch {epoch + 1}/{self.cfg.epochs}: train loss {train_loss:.3f} "
-                  f"acc {100 * train_acc:.2f}% | valid loss {valid_loss:.3f} acc "
-                  f"{100 * valid_acc:.2f}%{' [best]' if is_best[-1] else ''} | lr {lr:.2e}")
+        is_best = [run.active and run.end_epoch(epoch, t, v)
+                   for run, t, v in zip(self.runs, train, valid)]
         self._save(training, is_best)
-        if self.stop_signal is not None:
+        if self.signals.signum is not None:
             self._raise_interrupted()
-
-    def _on_signal(self, signum, frame):
-        """First SIGINT/SIGTERM: finish the current step, then save and stop. A second one
-        stops at once (the latest checkpoints on disk are still whole: saves are atomic)."""
-        self.stop_signal = signum
-        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else
-                      signal.default_int_handler)
-        print(f"\n[!] {signal.Signals(signum).name}: saving checkpoints after this step "
-              f"(send it again to stop at once)", flush=True)
-
-    def _raise_interrupted(self):
-        state = next(run.state for run in self.runs if run.active)
-        raise Interrupted(
-            f"interrupted by {signal.Signals(self.stop_signal).name} at epoch "
-            f"{state.epoch + 1}, step {state.batch}; checkpoints saved to "
-            f"{self.cfg.ckpt_dir}; to continue, run the same command with --resume=True.",
-            self.stop_signal)
 
     def train_one_epoch(self, epoch):
         """One pass over every run's training set; returns each run's mean loss and accuracy
@@ -355,53 +466,21 @@ class Trainer:
         for batches in zip(*loaders):
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
-            # A last, smaller batch runs eagerly rather than compiling a second graph.
-            full = y.shape[1] == self.cfg.batch_size
-            locations, terms, reward = (self.forward_loss if full else self._forward_loss)(
-                x, y, self.draw_noise(y.shape[1]))
-            if lead.state.batch == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
+            first = lead.state.batch == 0
+            locations, logs = self.step(x, y, lr)
+            if first and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
                 self._save_traces(epoch, x, locations)
-            self.optimizer.zero_grad()
-            sum(terms.values()).sum().backward()
-            # detach: plain numbers for the logs, outside the graph (one copy off the device).
-            values = torch.stack([reward.sum(dim=1)] + [t.detach() for t in terms.values()])
-            values = values.T.tolist()  # per run: reward sum, then the terms
-            self._check_finite(values, list(terms), epoch)
-            self.optimizer.step(lr)
-            for run, v in zip(runs, values):
+            for run, log in zip(runs, logs):
                 if run.active:
-                    self._count(run, epoch, v, list(terms), len(y[0]))
+                    run.count(epoch, log, len(y[0]))
             bar.update()
-            if self.stop_signal is not None and lead.state.batch < len(loaders[0]):
+            if self.signals.signum is not None and lead.state.batch < len(loaders[0]):
                 bar.close()
                 return None
         bar.close()
         # a run stopped early saw nothing this epoch
         return [(loss / seen, correct / seen) if seen else (math.nan, math.nan)
                 for loss, correct, seen in (run.state.running for run in runs)]
-
-    def _count(self, run, epoch, values, names, B):
-        """One step of a run: its running sums, counters and logs."""
-        state = run.state
-        terms = {n: v for n, v in zip(names, values[1:]) if run.has_term(n)}
-        loss_sum, correct, seen = state.running
-        state.running = [loss_sum + sum(terms.values()) * B, correct + values[0], seen + B]
-        state.batch += 1
-        state.global_step += 1
-        self._log_iteration(run, epoch, state.running[0] / state.running[2],
-                            state.running[1] / state.running[2], terms)
-
-    def _check_finite(self, values, names, epoch):
-        """Stop before an update in which a running run's loss is NaN or infinite, naming the
-        run, the step and its terms; values: per run, reward sum, then the terms."""
-        for run, v in zip(self.runs, values):
-            if run.active and not all(math.isfinite(t) for t in v):
-                named = ", ".join(f"{n} {t:.4g}" for n, t in zip(names, v[1:])
-                                  if run.has_term(n))
-                raise TrainingDiverged(
-                    f"the loss of {run.name} became {sum(v[1:])} at epoch {epoch + 1}, step "
-                    f"{run.state.batch + 1} ({named}); stopped before the update, the last good "
-                    f"checkpoints of every run are kept.")
 
     @torch.no_grad()
     def evaluate_loss(self, loaders):
@@ -419,7 +498,6 @@ class Trainer:
             seen += y.shape[1]
         return [(loss / seen, correct / seen) for loss, correct in sums.T.tolist()]
 
-    # ---------------------------------------------------------------- checkpoints
     def _save(self, runs, is_best):
         """The latest checkpoint of the runs marked in `runs`, and their best where marked,
         all written before any replaces its previous file (utils.save_checkpoints)."""
@@ -429,86 +507,21 @@ class Trainer:
                 continue
             # The iteration log on disk must reach the checkpoint's step: a resume after a
             # kill cuts it back to that step, and rows left in a dead process's buffer are lost.
-            run.iter_log.flush()
-            ckpt = {
-                "config": vars(run.cfg), "model": self.model.run_state(r),
-                "optimizer": self.optimizer.run_state(r), "schedule": run.schedule.state_dict(),
-                "data": {"train": run.train_loader.state_dict(run.state.batch),
-                         "valid": run.valid_loader.state_dict()},
-                "rng": {"policy": run.generator.get_state()}, **asdict(run.state),
-            }
-            files.append((ckpt, run.ckpt_path["latest"]))
-            if is_best[r]:
-                files.append((ckpt, run.ckpt_path["best"]))
+            run.iter_file.flush()
+            ckpt = run.checkpoint(self.model, self.optimizer, r)
+            files += [(ckpt, run.ckpt_path[k]) for k in ("latest", "best")[:1 + is_best[r]]]
         save_checkpoints(files)
 
-    def _resume(self, r, run):
-        ckpt = load_checkpoint(run.ckpt_path["latest"], run.cfg, TRAINING)
-        self.model.load_run_state(r, ckpt["model"])
-        self.optimizer.load_run_state(r, ckpt["optimizer"])
-        run.schedule.load_state_dict(ckpt["schedule"])
-        run.train_loader.load_state_dict(ckpt["data"]["train"])
-        run.valid_loader.load_state_dict(ckpt["data"]["valid"])
-        run.generator.set_state(ckpt["rng"]["policy"])
-        run.state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
-        print(f"[*] resuming {run.name} from {run.ckpt_path['latest']} at epoch "
-              f"{run.state.epoch + 1}, step {run.state.batch + 1}")
+    def _raise_interrupted(self):
+        state, signum = next(run.state for run in self.runs if run.active), self.signals.signum
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name} at epoch "
+                          f"{state.epoch + 1}, step {state.batch}; checkpoints saved to "
+                          f"{self.cfg.ckpt_dir}; to continue, run the same command with "
+                          f"--resume=True.", signum)
 
-    # ---------------------------------------------------------------- logging
-    def _save_traces(self, epoch, x, locations):
-        """The first images of the epoch's first batch and their glimpses, per run."""
-        n = 9
+    def _save_traces(self, epoch, x, locations, n=9):
+        """The first n images of the epoch's first batch and their glimpses, per run."""
         for r, run in enumerate(self.runs):
             if run.active:
                 save_glimpse_trace(os.path.join(run.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
                                    x[r, :n], locations[r, :, :n], run.cfg, run.name)
-
-    def _open_writer(self, run):
-        if not self.cfg.use_tensorboard:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-        # purge_step drops events logged after the checkpoint by a run that was interrupted.
-        return SummaryWriter(run.log_dir, purge_step=run.state.global_step or None)
-
-    def _open_iteration_log(self, run):
-        """CSV of the running train loss and accuracy at every iteration; on resume it is cut
-        back to the checkpoint's step, so it matches a run that was never interrupted."""
-        path = os.path.join(run.log_dir, "train_iterations.csv")
-        rows = []
-        if self.cfg.resume and os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))[1:1 + run.state.global_step]
-            if len(rows) < run.state.global_step:
-                print(f"[!] {run.name}: {path} holds {len(rows)} of the checkpoint's "
-                      f"{run.state.global_step} steps (the rest died with a killed process)")
-        with replacing(path, newline="") as f:  # a kill now leaves the old file
-            csv.writer(f).writerows([["epoch", "iteration", "global_step", "running_loss",
-                                      "running_acc"]] + rows)
-        f = open(path, "a", newline="")
-        run.iter_csv = csv.writer(f)
-        return f
-
-    def _log_iteration(self, run, epoch, running_loss, running_acc, terms):
-        step = run.state.global_step
-        run.iter_csv.writerow([epoch + 1, run.state.batch, step, f"{running_loss:.6f}",
-                               f"{running_acc:.6f}"])
-        if run.writer is not None:
-            run.writer.add_scalar("train/running_loss", running_loss, step)
-            run.writer.add_scalar("train/running_acc", running_acc, step)
-            for name, value in terms.items():
-                run.writer.add_scalar(f"loss/{name}", value, step)
-
-    def _log_epoch(self, run, epoch, train_loss, train_acc, valid_loss, valid_acc, lr):
-        """epochs.csv is rewritten from the checkpointed history, so that it never holds an
-        epoch that the latest checkpoint does not."""
-        row = dict(epoch=epoch + 1, train_loss=train_loss, train_acc=train_acc,
-                   valid_loss=valid_loss, valid_acc=valid_acc, lr=lr)
-        run.state.history.append(row)
-        path = os.path.join(run.log_dir, "epochs.csv")
-        with replacing(path, newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            w.writeheader()
-            w.writerows(run.state.history)
-        if run.writer is not None:
-            for tag in ("train_loss", "train_acc", "valid_loss", "valid_acc", "lr"):
-                run.writer.add_scalar(tag.replace("_", "/", 1), row[tag], epoch + 1)

@@ -50,6 +50,7 @@ def _nothing_written(tmp):
                                             "--is_train=False"),
     # the grouped flags: a bad value anywhere in a list, a group where one run is expected
     (["--random_seed=1,x"], "expected int values"),
+    (["--random_seed=0"], "--random_seed must be at least 1"),
     (["--lambda_intrinsic=0.1,-1", "--intrinsic=True"], "--lambda_intrinsic must not be negative"),
     (["--uncertainty=True,ture"], "expected True or False, got 'ture'"),
     (["--is_train=False", "--checkpoint=pretrained/x_best.pt", "--random_seed=1,2"],

@@ -208,3 +208,20 @@ def test_corrupt_gz_gives_data_error(tmp_path):
         data_loader.load_mnist(str(tmp_path), train=False)
     assert ".gz" in str(err.value)
     assert sorted(os.listdir(raw)) == sorted(name + ".gz" for name in FILES)
+
+
+def test_no_two_random_streams_share_a_seed():
+    """config.seed_of: within a run, the training streams and the testing ones (ten batches
+    of our protocol) all differ, the policy's and the validation canvas's among them; across
+    runs 1..200 no training stream repeats."""
+    import config
+    testing = lambda s: [config.seed_of(s, "test_author"), config.seed_of(s, "test_canvas")] + \
+        [config.seed_of(s, "test_ours", b) for b in range(10)]
+    training = lambda s: [config.seed_of(s, k) for k in config.TRAINING_STREAMS]
+    for s in range(1, 201):
+        seeds = training(s) + testing(s)
+        assert len(set(seeds)) == len(seeds), s
+    every = [v for s in range(1, 201) for v in training(s)]
+    assert len(set(every)) == len(every)
+    assert config.seed_of(1, "policy") != config.seed_of(1, "valid_translation")
+
