@@ -350,11 +350,11 @@ class Trainer:
 
     def draw_noise(self, batch):
         """l_0 (R, B, 2) and the policy noise eps (T, R, B, 2), each run's from its generator."""
-        T, l_0, eps = self.cfg.num_glimpses, [], []
-        for run in self.runs:
-            g = run.generator
-            l_0.append(torch.empty(batch, 2, device=self.device).uniform_(-1, 1, generator=g))
-            eps.append(torch.randn(T, batch, 2, device=self.device, generator=g))
+        T, gens = self.cfg.num_glimpses, [run.generator for run in self.runs]
+        # Each generator draws l_0, then eps: a run's numbers do not depend on its group.
+        l_0 = [torch.empty(batch, 2, device=self.device).uniform_(-1, 1, generator=g)
+               for g in gens]
+        eps = [torch.randn(T, batch, 2, device=self.device, generator=g) for g in gens]
         return torch.stack(l_0), torch.stack(eps, dim=1)
 
     def step(self, x, y, lr):
@@ -418,10 +418,10 @@ class Trainer:
         self._epoch_done()  # the runs still training must be at the same step
         for run in self.runs:
             run.open_logs()
-        first = self.runs[0]
-        print(f"[*] {', '.join(run.name for run in self.runs)}: {first.train_loader.num_images} "
-              f"train, {first.valid_loader.num_images} valid images each on {self.device}; "
-              f"epochs {self._epoch_done() + 1}..{self.cfg.epochs}")
+        run = self.runs[0]
+        print(f"[*] {', '.join(r.name for r in self.runs)}: {run.train_loader.num_images} train, "
+              f"{run.valid_loader.num_images} valid images each on {self.device}; epochs "
+              f"{self._epoch_done() + 1}..{self.cfg.epochs}")
 
     def _epoch_done(self):
         """The epoch the active runs have finished; they move in step, and a resume of runs
@@ -487,8 +487,7 @@ class Trainer:
         """Each run's mean loss (all terms of its objective) and accuracy after T glimpses
         on its own loader: a list of (loss, accuracy), one per run."""
         self.model.eval()
-        sums = torch.zeros(2, len(self.runs), dtype=torch.float64)
-        seen = 0
+        sums, seen = torch.zeros(2, len(self.runs), dtype=torch.float64), 0
         for batches in zip(*loaders):
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
