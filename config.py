@@ -151,8 +151,9 @@ data.add_argument("--num_workers", type=int, default=0,
 data.add_argument("--shuffle", type=str2bool, default=True,
                   help="shuffle the training images every epoch")
 data.add_argument("--subset", type=int, default=0,
-                  help="use only the first N training and N test images (0: all); for short "
-                       "trial runs, which get their own run name")
+                  help="use only the first N training and N test images (0: all; all 10,000 "
+                       "test images for N above it); for short trial runs, which get their own "
+                       "run name")
 
 train = parser.add_argument_group("training")
 train.add_argument("--is_train", type=str2bool, default=True,
