@@ -1,5 +1,5 @@
 """The shipped checkpoints in pretrained/ still give the test accuracy recorded when they were
-exported (report.export_pretrained), loaded through model.load_pretrained as the model code is
+exported (export.export_pretrained), loaded through model.load_pretrained as the model code is
 now, and through `python main.py --is_train=False`."""
 import glob
 import json
@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, ROOT, cli, run_main
 from evaluate import read_results
 from model import load_pretrained
-from report import first_batch_accuracy
+from export import first_batch_accuracy
 from utils import load_checkpoint
 
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*.pt")))  # best and latest

@@ -1,10 +1,12 @@
-"""The report (report.py) on hand-made results files: the claims table puts the author's
-numbers beside ours under each protocol, and the accuracy-against-N figure draws each
-protocol in its own panel."""
+"""The report (report.py, tables.py) on hand-made results files: the claims table puts the
+author's numbers beside ours under each protocol, and the accuracy-against-N figure draws each
+protocol in its own panel; and on the committed results, the committed tables."""
 import json
+import os
 
 import report
-from conftest import settings
+import tables
+from conftest import ROOT, settings
 
 
 def _result(variant, seed, protocol, M, n1, n50, sweep=None):
@@ -28,7 +30,7 @@ def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
                _result("original", 1, "ours", 1, 0.25, 0.08),
                _result("both", 1, "author", 10, 0.12, 0.985),
                _result("both", 2, "author", 10, 0.14, 0.975)]
-    lines = report._claims(results, "mnist")
+    lines = tables.claims(results, "mnist")
     row = next(line for line in lines if line.startswith("| RAM, N = 1 |"))
     assert row == ("| RAM, N = 1 | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 25.0 (1 seed) | - "
                    "| above our range by 17.5 (2 seeds) |")
@@ -38,7 +40,7 @@ def test_claims_put_the_authors_number_beside_ours_under_each_protocol():
     assert not any(line.startswith("| RAM + intrinsic") for line in lines)  # not measured
     results += [_result("intrinsic", 1, "author", 10, 0.2, 0.9),
                 _result("uncertainty", 1, "author", 10, 0.2, 0.5)]
-    assert report._paired(report._by_seed(results, "author", 10), "author") == [
+    assert tables.paired(tables.by_seed(results, "author", 10), "author") == [
         "RAM + both minus RAM at N = 50 (the author's protocol), seed by seed: seed 1: +88.5, "
         "seed 2: +83.5 points; 86.0 +- 3.5 [83.5, 88.5] (2 seeds).", "",
         "RAM + intrinsic minus RAM + uncertainty at N = 50 (the author's protocol), seed by "
@@ -52,7 +54,7 @@ def test_claims_compare_dynamic_sweeps_at_the_authors_exploration_rates():
     results = [_result("both", s, "author", 10, 0.1, 0.98,
                        {"released": [point(0.3, g, a), point(0.33, 9.0, 0.5)]})
                for s, g, a in ((1, 4.5, 0.97), (2, 5.5, 0.99))]
-    rows = [line for line in report._claims(results, "mnist")
+    rows = [line for line in tables.claims(results, "mnist")
             if line.startswith("| RAM + both, dyn")]
     assert rows == ["| RAM + both, dynamic, eps 0.3 | 4.81 glimpses, 97.92 | 5.00 +- 0.71 "
                     "[4.50, 5.50] glimpses, 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | - | - "
@@ -95,10 +97,10 @@ def test_first_glimpse_table_sets_the_centre_start_beside_the_random_one():
                _result("both", 1, "author", 10, 0.12, 0.985)]
     for r, centre in zip(results[:3], (0.5, 0.6, 0.7)):
         r["centre_start"] = {"N": 1, "accuracy": centre}
-    assert report._first_glimpse(results, "mnist")[4:] == [
+    assert tables.first_glimpse(results, "mnist")[4:] == [
         "| RAM | 57.49 | 30.0 +- 14.1 [20.0, 40.0] (2 seeds) | 55.0 +- 7.1 [50.0, 60.0] (2 seeds) "
         "| 25.0 (1 seed) | 70.0 (1 seed) |", ""]
-    assert report._first_glimpse(results[3:], "mnist") == []
+    assert tables.first_glimpse(results[3:], "mnist") == []
 
 
 def test_groups_are_set_against_the_single_runs_of_the_same_variant():
@@ -110,13 +112,13 @@ def test_groups_are_set_against_the_single_runs_of_the_same_variant():
                                                                     0.1, 0.9)]
     single = [_result("both", 1, "ours", 1, 0.1, 0.985), _result("both", 2, "ours", 1, 0.1, 0.99),
               _result("original", 1, "ours", 1, 0.1, 0.1)]
-    rows = report._groups_vs_single(groups, single, "mnist")[4:]
+    rows = tables.groups_vs_single(groups, single, "mnist")[4:]
     assert rows == [
         "| RAM | 98.0 (1 seed) | 98.0 (1 seed) | - | 20.0 (1 seed) | 10.0 (1 seed) | - |",
         "| RAM + both | 98.0 +- 0.0 [98.0, 98.0] (2 seeds) | 98.0 +- 0.0 [98.0, 98.0] (2 seeds) "
         "| yes | 98.0 +- 1.4 [97.0, 99.0] (2 seeds) | 98.8 +- 0.4 [98.5, 99.0] (2 seeds) | no |",
         ""]
-    assert report._groups_vs_single(groups, [], "mnist") == []
+    assert tables.groups_vs_single(groups, [], "mnist") == []
 
 
 def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
@@ -129,12 +131,12 @@ def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
             _result("both", 1, "ours", 1, 0.1, 0.98)]
     second = [_result("original", 6, "ours", 1, 0.1, 0.05)]
     other = [_result("both", 2, "ours", 1, 0.1, 0.97)]
-    rows = report._past_T_studies([("grid", grid), ("other", other), ("second", second)],
+    rows = tables.past_T_studies([("grid", grid), ("other", other), ("second", second)],
                                   "mnist")[4:]
     assert rows == ["| grid | 1, 2 | 98.0 +- 0.0 [98.0, 98.0] | 98.0 +- 0.0 [98.0, 98.0] "
                     "| 25.0 +- 7.1 [20.0, 30.0] | 10.0 | 90.0 |",
                     "| second | 6 | 98.0 | 98.0 | 5.0 | - | - |", ""]
-    assert report._past_T_studies([("grid", grid), ("other", other)], "mnist") == []
+    assert tables.past_T_studies([("grid", grid), ("other", other)], "mnist") == []
 
 
 def _write(results_dir, r, dataset="mnist"):
@@ -163,8 +165,23 @@ def test_the_tables_of_a_dataset_hold_only_that_datasets_runs(tmp_path):
 
 
 def test_the_authors_number_is_placed_against_our_seed_range():
-    assert report._against(90.0, [95.0, 97.0]) == "below our range by 5.0 (2 seeds)"
-    assert report._against(4.81, [4.2, 4.5, 4.7], digits=2) == "above our range by 0.11 (3 seeds)"
-    assert report._against(96.0, [95.0, 97.0, None]) == "inside our range (2 seeds)"
-    assert report._against(96.0, [95.0]) == "-"  # one seed has no range
-    assert report._against(None, [95.0, 97.0]) == "-"
+    assert tables.against(90.0, [95.0, 97.0]) == "below our range by 5.0 (2 seeds)"
+    assert tables.against(4.81, [4.2, 4.5, 4.7], digits=2) == "above our range by 0.11 (3 seeds)"
+    assert tables.against(96.0, [95.0, 97.0, None]) == "inside our range (2 seeds)"
+    assert tables.against(96.0, [95.0]) == "-"  # one seed has no range
+    assert tables.against(None, [95.0, 97.0]) == "-"
+
+
+def test_a_markdown_table_has_a_header_a_separator_and_a_line_per_row():
+    assert tables.markdown_table(["variant", "N = 6"], [["RAM", "98.0"], ["RAM + both", ""]]) == [
+        "| variant | N = 6 |", "|---|---|", "| RAM | 98.0 |", "| RAM + both |  |"]
+
+
+def test_the_committed_tables_are_made_from_the_committed_results():
+    """results/tables.md is what the report writes from results/ (the logs of the first
+    epoch are not committed: their summary, results/first_epoch.json, is)."""
+    results = os.path.join(ROOT, "results")
+    with open(os.path.join(results, "first_epoch.json")) as f:
+        first_epoch = json.load(f)
+    with open(os.path.join(results, "tables.md")) as f:
+        assert report.results_markdown(results, first_epoch) == f.read()

@@ -1,0 +1,407 @@
+"""The tables of results/tables.md, from results files (the dicts of evaluate.read_results)
+and first-epoch summaries ({dataset: {variant: {seed: running train accuracy at the end of
+the first epoch}}}, report.first_epoch_summary).
+
+Each table builder selects its data, computes its statistics, and hands rows of cells to
+`markdown_table`; it returns markdown lines, none where it has nothing to show. `markdown`
+puts them all together, dataset by dataset."""
+from argparse import Namespace
+from typing import NamedTuple
+
+import numpy as np
+
+import paper
+from config import VARIANTS, variant_name
+from figures import DATASET_TITLES, LABELS
+
+# N of the rows of the claims table, and of the columns of the per-run tables.
+CLAIMS_N = (1, 6, 30, 50)
+RUN_TABLE_N = (1, 6, 10, 20, 30, 50)
+PROTOCOL_NAMES = {"ours": "our protocol", "author": "the author's protocol"}
+# The claims that compare two variants, seed by seed (the same seed: the same initial
+# weights, batches and translations): (variant, the variant it is compared with, N).
+PAIRED = (("both", "original", 50), ("intrinsic", "uncertainty", 50))
+# The studies of original RAM past T, in the order of their rows.
+STUDIES = ("the grid, trained as groups", "one process per run, before groups",
+           "a second group of 5, the final code")
+
+
+def markdown_table(header, rows):
+    """A markdown table as lines: the header's cells, the separator, a line per row of cells."""
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _section(caption, header, rows):
+    """A caption and its table, each followed by a blank line; nothing without rows."""
+    return [caption, "", *markdown_table(header, rows), ""] if rows else []
+
+
+# ------------------------------------------------------------------------------- selection
+def variant_of(r):
+    """The variant (config.VARIANTS) of the run that a results file measured."""
+    return variant_name(Namespace(**r["config"]))
+
+
+def by_seed(results, protocol, M):
+    """{variant: {seed: results file}} of the curves measured on the whole test set under
+    `protocol` with M copies, variants in the order of VARIANTS, seeds in increasing order."""
+    found = {}
+    for r in results:
+        if (r["protocol"] == protocol and r["fixed"]["M"] == M and "curve" in r
+                and not r["config"]["num_test"]):
+            found.setdefault(variant_of(r), {})[r["seed"]] = r
+    return {v: dict(sorted(found[v].items())) for v in VARIANTS if v in found}
+
+
+def at(r, n):
+    """Accuracy % of a results file after n glimpses, None beyond its curve."""
+    return 100 * r["curve"]["accuracy"][n - 1] if n <= len(r["curve"]["accuracy"]) else None
+
+
+def _centre(runs):
+    """Accuracy % after one glimpse placed at the centre, of the results files that have it."""
+    return [100 * r["centre_start"]["accuracy"] for r in runs if "centre_start" in r]
+
+
+def _sweep_at(runs, rule, eps):
+    """(mean glimpses, accuracy %) lists over the runs' sweeps with `rule` at `eps`."""
+    points = [p for r in runs for p in r.get("dynamic", {}).get(rule, [])
+              if p["exploration_rate"] == eps]
+    return [p["mean_glimpses"] for p in points], [100 * p["accuracy"] for p in points]
+
+
+def _point(sweep, eps):
+    """The point of a dynamic sweep (a list of point dicts) at `eps`, None where it has none."""
+    return next((p for p in sweep if p["exploration_rate"] == eps), None)
+
+
+# ------------------------------------------------------------------------------- statistics
+class Spread(NamedTuple):
+    """Mean, standard deviation (ddof 1; 0 for one value), lowest, highest and number of
+    values."""
+    mean: float
+    sd: float
+    lowest: float
+    highest: float
+    n: int
+
+
+def spread(values):
+    """The Spread of the values that are not None; None where there are none."""
+    v = np.array([x for x in values if x is not None])
+    if not len(v):
+        return None
+    return Spread(v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0, v.min(), v.max(), len(v))
+
+
+def against(theirs, ours, digits=1):
+    """Where the author's single number falls against our seeds' values: inside their range
+    [lowest, highest], or above or below it and by how much; '-' with fewer than 2 seeds."""
+    s = spread(ours)
+    if theirs is None or s is None or s.n < 2:
+        return "-"
+    if s.lowest <= theirs <= s.highest:
+        return f"inside our range ({s.n} seeds)"
+    side, gap = (("above", theirs - s.highest) if theirs > s.highest
+                 else ("below", s.lowest - theirs))
+    return f"{side} our range by {gap:.{digits}f} ({s.n} seeds)"
+
+
+# ------------------------------------------------------------------------------- cells
+def spread_cell(s, digits=1, seeds=True):
+    """'mean +- sd [lowest, highest] (n seeds)' of a Spread; the value alone for one seed,
+    '-' for none."""
+    if s is None:
+        return "-"
+    n = f" ({s.n} seed{'s' if s.n > 1 else ''})" if seeds else ""
+    if s.n == 1:
+        return f"{s.mean:.{digits}f}{n}"
+    return (f"{s.mean:.{digits}f} +- {s.sd:.{digits}f} "
+            f"[{s.lowest:.{digits}f}, {s.highest:.{digits}f}]{n}")
+
+
+def _cell(ours, theirs=None):
+    """'98.9' or '98.9 (98.3)': ours, and the author's number in brackets where there is one."""
+    text = "-" if ours is None else f"{ours:.1f}"
+    return text if theirs is None else f"{text} ({theirs:g})"
+
+
+def _sweep_cell(glimpses, accuracy):
+    """Mean glimpses and accuracy over seeds at one eps, '-' where no seed has the point."""
+    if not glimpses:
+        return "-"
+    return (f"{spread_cell(spread(glimpses), 2, seeds=False)} glimpses, "
+            f"{spread_cell(spread(accuracy))}")
+
+
+def _point_cell(p):
+    """'mean glimpses, accuracy %' of one sweep point, '-' for none."""
+    return "-" if p is None else f"{p['mean_glimpses']:.2f}, {100 * p['accuracy']:.1f}"
+
+
+# ------------------------------------------------------------------------------- tables
+def first_epoch_tables(first_epoch):
+    """Running train accuracy at the end of the first epoch per variant over seeds, and its
+    difference to original RAM with the same seed."""
+    if not first_epoch:
+        return []
+    rows = []
+    for variant in VARIANTS:
+        row = [LABELS[variant]]
+        for dataset, by_variant in first_epoch.items():
+            s = spread([100 * a for a in by_variant.get(variant, {}).values()])
+            theirs = paper.FIRST_EPOCH.get(dataset, {}).get(variant)
+            row += ["-", "0"] if s is None else [
+                f"{s.mean:.1f} +- {s.sd:.1f}" + ("" if theirs is None else f" ({theirs:g})"),
+                str(s.n)]
+        rows.append(row)
+    ahead = []
+    for variant in list(VARIANTS)[1:]:
+        row = [LABELS[variant]]
+        for by_variant in first_epoch.values():
+            ours, base = by_variant.get(variant, {}), by_variant.get("original", {})
+            diffs = [100 * (ours[s] - base[s]) for s in sorted(ours) if s in base]
+            s = spread(diffs)
+            row += ["-", "-"] if s is None else [f"{s.mean:+.1f} +- {s.sd:.1f}",
+                                                 f"{sum(d > 0 for d in diffs)} of {s.n}"]
+        ahead.append(row)
+    return (_section("Running train accuracy (%) at the end of the first epoch: mean +- "
+                     "standard deviation over seeds (the author's, one seed, in brackets).",
+                     ["variant"] + [c for d in first_epoch for c in (DATASET_TITLES[d], "seeds")],
+                     rows)
+            + _section("The same, as the difference to original RAM with the same seed (the "
+                       "same initial weights, batches and translations): mean +- standard "
+                       "deviation over seeds, and in how many seeds the variant is ahead.",
+                       ["variant"] + [c for d in first_epoch
+                                      for c in (DATASET_TITLES[d], "ahead")], ahead))
+
+
+def first_epoch_groups_vs_single(first_epoch, single):
+    """Whether the first epoch trained in groups falls within the seed spread of the same
+    study run one process per run (`single`, a first-epoch summary too)."""
+    if not first_epoch or not single:
+        return []
+    rows = []
+    for variant in VARIANTS:
+        row = [LABELS[variant]]
+        for dataset, by_variant in first_epoch.items():
+            g = spread([100 * a for a in by_variant.get(variant, {}).values()])
+            s = spread([100 * a for a in single.get(dataset, {}).get(variant, {}).values()])
+            row += ["-", "-", "-"] if g is None or s is None else [
+                f"{g.mean:.1f} [{g.lowest:.1f}, {g.highest:.1f}]",
+                f"{s.mean:.1f} [{s.lowest:.1f}, {s.highest:.1f}]",
+                "yes" if s.lowest <= g.mean <= s.highest else "no"]
+        rows.append(row)
+    header = ["variant"] + [c for d in first_epoch for c in (
+        f"{DATASET_TITLES[d]}, groups", "single runs", "group mean within their range")]
+    return _section("The first epoch trained as groups (one process per dataset) against the "
+                    "same study run one process per run, before groups: running train "
+                    "accuracy (%) at the end of the epoch, mean [lowest, highest] over seeds.",
+                    header, rows)
+
+
+def claims(results, dataset):
+    """Each of the author's numbers beside ours under the author's protocol and ours under
+    our protocol, over seeds."""
+    author, ours, ours10 = (by_seed(results, "author", 10), by_seed(results, "ours", 1),
+                            by_seed(results, "ours", 10))
+    fixed, fixed_m1 = paper.FIXED.get(dataset, {}), paper.FIXED_M1.get(dataset, {})
+    rows = []
+    for variant in VARIANTS:
+        for n in CLAIMS_N:
+            theirs = fixed.get(variant, {}).get(n)
+            m1 = fixed_m1.get(variant, {}).get(n)
+            cells = [spread_cell(spread([at(r, n) for r in runs.get(variant, {}).values()]))
+                     for runs in (author, ours, ours10)]
+            if all(c == "-" for c in cells):
+                continue
+            note = ("-" if theirs is None else f"{theirs:g}") + (
+                "" if m1 is None else f" (paper, M = 1: {m1:g})")
+            verdict = against(theirs, [at(r, n) for r in author.get(variant, {}).values()])
+            rows.append([f"{LABELS[variant]}, N = {n}", note, *cells, verdict])
+    for variant, points in paper.DYNAMIC.get(dataset, {}).items():
+        for eps, (g, acc) in points.items():
+            a = _sweep_at(author.get(variant, {}).values(), "released", eps)
+            o = _sweep_at(ours.get(variant, {}).values(), "spec", eps)
+            if not a[0] and not o[0]:
+                continue
+            verdict = (f"glimpses: {against(g, a[0], digits=2)}; accuracy: {against(acc, a[1])}"
+                       if a[0] else "-")
+            rows.append([f"{LABELS[variant]}, dynamic, eps {eps:g}", f"{g:g} glimpses, {acc:g}",
+                         _sweep_cell(*a), _sweep_cell(*o), "-", verdict])
+    return _section(f"The author's numbers beside ours on {DATASET_TITLES[dataset]}: accuracy "
+                    "(%) after N glimpses, mean +- standard deviation [lowest, highest] over "
+                    "seeds; dynamic rows: mean glimpses and accuracy with the released rule "
+                    "under the author's protocol, with the spec rule under ours.",
+                    ["variant, measure", "the author's (author's protocol, M = 10)",
+                     "ours, author's protocol, M = 10", "ours, our protocol, M = 1",
+                     "ours, our protocol, M = 10",
+                     "the author's number against our seeds, same protocol"], rows)
+
+
+def first_glimpse(results, dataset):
+    """N = 1 with the first glimpse where training draws it (l_0 ~ U(-1, 1)^2) and at the
+    centre (l_0 = 0), on the same checkpoints, over seeds: what the random start costs."""
+    author, ours = by_seed(results, "author", 10), by_seed(results, "ours", 1)
+    fixed = paper.FIXED.get(dataset, {})
+    rows = []
+    for variant in VARIANTS:
+        a, o = list(author.get(variant, {}).values()), list(ours.get(variant, {}).values())
+        if not _centre(a) and not _centre(o):
+            continue
+        theirs = fixed.get(variant, {}).get(1)
+        rows.append([LABELS[variant], "-" if theirs is None else f"{theirs:g}"]
+                    + [spread_cell(spread(v)) for v in ([at(r, 1) for r in a], _centre(a),
+                                                        [at(r, 1) for r in o], _centre(o))])
+    return _section(f"Accuracy (%) after one glimpse on {DATASET_TITLES[dataset]}, with the "
+                    "first glimpse at a random place as trained (l_0 ~ U(-1, 1)^2) or at the "
+                    "centre (l_0 = 0, no random number left in p_1), mean +- standard deviation "
+                    "[lowest, highest] over seeds.",
+                    ["variant", "the author's (random, M = 10)",
+                     "ours, latest checkpoint: random, author's protocol, M = 10",
+                     "same checkpoint, centre",
+                     "ours, best checkpoint: random, our protocol, M = 1",
+                     "same checkpoint, centre"], rows)
+
+
+def groups_vs_single(results, single, dataset):
+    """Whether 100 epochs in groups give what one process per run gave: accuracy (%) under
+    our protocol (best checkpoint, M = 1) at N = 6 (= T) and N = 50, over seeds, the runs of
+    `results` against those of `single` (both lists of results files)."""
+    groups, alone = by_seed(results, "ours", 1), by_seed(single, "ours", 1)
+    rows = []
+    for variant in VARIANTS:
+        g, s = groups.get(variant, {}), alone.get(variant, {})
+        if not g or not s:
+            continue
+        cells = []
+        for n in (6, 50):
+            gs, ss = (spread([at(r, n) for r in runs.values()]) for runs in (g, s))
+            within = ("-" if gs is None or ss is None or ss.n < 2
+                      else "yes" if ss.lowest <= gs.mean <= ss.highest else "no")
+            cells += [spread_cell(gs), spread_cell(ss), within]
+        rows.append([LABELS[variant], *cells])
+    return _section(f"100 epochs trained in groups against the same runs trained one process "
+                    f"per run before groups, {DATASET_TITLES[dataset]}: accuracy (%) under our "
+                    "protocol (best checkpoint, M = 1), mean +- standard deviation [lowest, "
+                    "highest] over seeds.",
+                    ["variant", "N = 6, groups", "single runs", "group mean within their range",
+                     "N = 50, groups", "single runs", "group mean within their range"], rows)
+
+
+def past_T_studies(studies, dataset):
+    """Original RAM past T in several studies, `studies` [(name, results files of
+    `dataset`)]: accuracy (%) under our protocol (best checkpoint, M = 1) at N = 6 (= T), 30
+    and 50, and under the author's (M = 10) at N = 1 and 50, over each study's seeds; a table
+    only where at least two studies measured it."""
+    rows = []
+    for name, results in studies:
+        ours = by_seed(results, "ours", 1).get("original", {})
+        author = by_seed(results, "author", 10).get("original", {})
+        if ours:
+            rows.append([name, ", ".join(str(s) for s in ours)] + [
+                spread_cell(spread([at(r, n) for r in runs.values()]), seeds=False)
+                for runs, n in ((ours, 6), (ours, 30), (ours, 50), (author, 1), (author, 50))])
+    if len(rows) < 2:
+        return []
+    return _section(f"Original RAM past T in each study of it, {DATASET_TITLES[dataset]}: "
+                    "accuracy (%) after N glimpses under our protocol (best checkpoint, M = 1) "
+                    "and the author's (M = 10; the epoch-100 checkpoint, the single runs' best: "
+                    "they kept no other), mean +- standard deviation [lowest, highest] over "
+                    "seeds.",
+                    ["study", "seeds", "N = 6, ours", "N = 30, ours", "N = 50, ours",
+                     "N = 1, author's", "N = 50, author's"], rows)
+
+
+def run_table(results, dataset, protocol):
+    """One row per run: accuracy after N glimpses under one protocol, with the checkpoint;
+    then the PAIRED comparisons of its runs."""
+    if protocol == "author":
+        runs, M10, theirs = by_seed(results, "author", 10), {}, paper.FIXED
+        caption = (f"Under the author's protocol (M = 10, the same draws for every batch of "
+                   f"32), {DATASET_TITLES[dataset]}, accuracy (%) after N glimpses (the "
+                   "author's in brackets):")
+        columns = [f"N={n}" for n in RUN_TABLE_N]
+    else:
+        runs, M10, theirs = by_seed(results, "ours", 1), by_seed(results, "ours", 10), \
+            paper.FIXED_M1
+        caption = (f"Under our protocol, {DATASET_TITLES[dataset]}, accuracy (%) after N "
+                   "glimpses with M = 1 unless noted:")
+        columns = ["N=1", "N=6", "N=6, M=10"] + [f"N={n}" for n in RUN_TABLE_N[2:]]
+    rows = []
+    for variant, seeds in runs.items():
+        numbers = theirs.get(dataset, {}).get(variant, {})
+        for seed, r in seeds.items():
+            cells = [_cell(at(r, n), numbers.get(n)) for n in RUN_TABLE_N]
+            if protocol == "ours":
+                m10 = M10.get(variant, {}).get(seed)
+                cells.insert(2, _cell(at(m10, 6) if m10 else None))
+            rows.append([LABELS[variant], str(seed),
+                         f"{r['checkpoint_kind']}, epoch {r['epoch']}", *cells])
+    return (_section(caption, ["variant", "seed", "checkpoint", *columns], rows)
+            + paired(runs, protocol))
+
+
+def paired(runs, protocol):
+    """Each comparison of PAIRED on {variant: {seed: results file}}, seed by seed, and the
+    differences' mean +- sd [lowest, highest]."""
+    lines = []
+    for variant, other, n in PAIRED:
+        a, b = runs.get(variant, {}), runs.get(other, {})
+        diffs = [(s, at(a[s], n) - at(b[s], n)) for s in a
+                 if s in b and at(a[s], n) is not None and at(b[s], n) is not None]
+        if diffs:
+            lines += [f"{LABELS[variant]} minus {LABELS[other]} at N = {n} "
+                      f"({PROTOCOL_NAMES[protocol]}), seed by seed: "
+                      + ", ".join(f"seed {s}: {d:+.1f}" for s, d in diffs) + " points; "
+                      + spread_cell(spread([d for _, d in diffs])) + ".", ""]
+    return lines
+
+
+def dynamic_tables(results, dataset):
+    """Per run with sweeps: (mean glimpses, accuracy %) for every eps, our protocol (M = 1,
+    both rules) beside the author's protocol (M = 10, released rule) and the author's."""
+    ours, author = by_seed(results, "ours", 1), by_seed(results, "author", 10)
+    lines = []
+    for variant, seeds in ours.items():
+        theirs = paper.DYNAMIC.get(dataset, {}).get(variant, {})
+        for seed, r in seeds.items():
+            if "dynamic" not in r:
+                continue
+            a = author.get(variant, {}).get(seed, {}).get("dynamic", {})
+            sweeps = (r["dynamic"].get("spec", []), r["dynamic"].get("released", []),
+                      a.get("released", []))
+            rows = []
+            for point in sweeps[0]:
+                eps = point["exploration_rate"]
+                numbers = theirs.get(eps)
+                rows.append([f"{eps:g}", *(_point_cell(_point(s, eps)) for s in sweeps),
+                             f"{numbers[0]:g}, {numbers[1]:g}" if numbers else ""])
+            lines += _section(
+                f"Dynamic number of glimpses, {LABELS[variant]} (seed {seed}) on "
+                f"{DATASET_TITLES[dataset]}, at most {r['dynamic']['max_glimpses']}: mean "
+                "glimpses, accuracy (%)",
+                ["eps", "our protocol, M = 1, spec rule", "our protocol, M = 1, released rule",
+                 "author's protocol, M = 10, released rule", "the author's"], rows)
+    return lines
+
+
+def markdown(first_epoch, single_first_epoch, results, single, second):
+    """Every table, as one markdown text: the first-epoch tables (first_epoch beside
+    single_first_epoch, the same study run one process per run), then per dataset the tables
+    of `results` (the grid), with the single runs (`single`) and the second group of
+    original RAM (`second`) set beside it; all three lists of results files."""
+    lines = first_epoch_tables(first_epoch)
+    lines += first_epoch_groups_vs_single(first_epoch, single_first_epoch)
+    for dataset in sorted({r["dataset"] for r in results}):
+        studies = [[r for r in rs if r["dataset"] == dataset] for rs in (results, single, second)]
+        grid = studies[0]
+        lines += claims(grid, dataset)
+        lines += first_glimpse(grid, dataset)
+        lines += groups_vs_single(grid, studies[1], dataset)
+        lines += past_T_studies(list(zip(STUDIES, studies)), dataset)
+        lines += run_table(grid, dataset, "author")
+        lines += run_table(grid, dataset, "ours")
+        lines += dynamic_tables(grid, dataset)
+    return "\n".join(lines)
