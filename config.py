@@ -239,15 +239,20 @@ def variant_flags(variant):
     return [f"--uncertainty={uncertainty}", f"--intrinsic={intrinsic}"]
 
 
+# The loss weights a run's name carries where its variant has the term and the weight is not
+# the dataset's default: flag -> (tag in the name, the variant flag of the term).
+NAMED_WEIGHTS = {"lambda_uncertainty": ("lu", "uncertainty"),
+                 "lambda_intrinsic": ("li", "intrinsic")}
+
+
 def run_name(cfg):
     """Names checkpoints and logs, so that no two variants, datasets or settings collide.
 
     A loss weight other than the dataset's default is part of the name (_lu<lambda_1>,
-    _li<lambda_2>) where the variant has its term."""
+    _li<lambda_2>: NAMED_WEIGHTS) where the variant has its term."""
     default = DATASET_DEFAULTS[cfg.dataset]
-    weights = "".join(f"_{tag}{getattr(cfg, key):g}" for tag, key, on in (
-        ("lu", "lambda_uncertainty", cfg.uncertainty), ("li", "lambda_intrinsic", cfg.intrinsic))
-        if on and getattr(cfg, key) != default[key])
+    weights = "".join(f"_{tag}{getattr(cfg, key):g}" for key, (tag, flag) in NAMED_WEIGHTS.items()
+                      if getattr(cfg, flag) and getattr(cfg, key) != default[key])
     name = (f"{cfg.dataset}_ram_{cfg.num_glimpses}_{cfg.patch_size}x{cfg.patch_size}"
             f"_s{cfg.glimpse_scale}_k{cfg.num_patches}_{variant_name(cfg)}{weights}"
             f"_seed{cfg.random_seed}")
@@ -256,23 +261,23 @@ def run_name(cfg):
 
 _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_size>\d+)x\d+"
                        r"_s(?P<glimpse_scale>\d+)_k(?P<num_patches>\d+)_(?P<variant>"
-                       + "|".join(VARIANTS) + r")(?:_lu(?P<lambda_uncertainty>[\d.e+-]+))?"
-                       r"(?:_li(?P<lambda_intrinsic>[\d.e+-]+))?_seed(?P<random_seed>\d+)"
-                       r"(?:_subset(?P<subset>\d+))?$")
+                       + "|".join(VARIANTS) + ")"
+                       + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
+                                 for key, (tag, _) in NAMED_WEIGHTS.items())
+                       + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 
 def parse_run_name(name):
     """The inverse of run_name: {dataset, num_glimpses, patch_size, glimpse_scale, num_patches,
-    variant, lambda_uncertainty, lambda_intrinsic (None where the name has none), random_seed,
-    subset}, or None for a name run_name does not make."""
+    variant, the NAMED_WEIGHTS (None where the name has none), random_seed, subset}, or None
+    for a name run_name does not make."""
     m = _RUN_NAME.match(name)
     if m is None:
         return None
     d = m.groupdict()
-    weights = ("lambda_uncertainty", "lambda_intrinsic")
     parsed = {k: v if k in ("dataset", "variant") else int(v or 0) for k, v in d.items()
-              if k not in weights}
-    parsed.update({k: None if d[k] is None else float(d[k]) for k in weights})
+              if k not in NAMED_WEIGHTS}
+    parsed.update({k: None if d[k] is None else float(d[k]) for k in NAMED_WEIGHTS})
     return parsed
 
 

@@ -24,17 +24,24 @@ from model import RecurrentAttention
 from utils import (CheckpointError, RunLock, load_checkpoint, replacing, save_checkpoints,
                    save_glimpse_trace)
 
-# The optional terms, and the flag of the variants that have them.
-OPTIONAL_TERMS = {"fit": "uncertainty", "uncertainty": "uncertainty", "intrinsic": "intrinsic"}
+# The optional terms of loss_terms: the flag of the variants that have each, and the flag of
+# its weight (None: weight 1). A new term is a row here and its formula in loss_terms.
+OPTIONAL_TERMS = {"fit": ("uncertainty", None),
+                  "uncertainty": ("uncertainty", "lambda_uncertainty"),
+                  "intrinsic": ("intrinsic", "lambda_intrinsic")}
+
+
+def has_term(cfg, term):
+    """Whether the run's variant has the loss term `term` (RAM's three, always)."""
+    return term not in OPTIONAL_TERMS or getattr(cfg, OPTIONAL_TERMS[term][0])
 
 
 def loss_weights(cfgs, device="cpu"):
     """The weight of each optional term for each run of a group: {term: (R,) tensor}. It is 0
     where the run's variant has no such term, so that the term gives that run no gradient."""
-    weights = {"fit": [float(c.uncertainty) for c in cfgs],
-               "uncertainty": [c.lambda_uncertainty if c.uncertainty else 0.0 for c in cfgs],
-               "intrinsic": [c.lambda_intrinsic if c.intrinsic else 0.0 for c in cfgs]}
-    return {k: torch.tensor(v, device=device) for k, v in weights.items()}
+    return {term: torch.tensor([(getattr(c, weight) if weight else 1.0) if has_term(c, term)
+                                else 0.0 for c in cfgs], device=device)
+            for term, (_, weight) in OPTIONAL_TERMS.items()}
 
 
 def loss_terms(out, y, weights):
@@ -179,10 +186,6 @@ class Run:
         self.schedule, self.state = Schedule(cfg), TrainState()
         self.lock = self.writer = self.iter_file = self.iter_csv = None
 
-    def has_term(self, name):
-        """Whether the run's variant has the loss term `name` (the others are weighted 0)."""
-        return name not in OPTIONAL_TERMS or getattr(self.cfg, OPTIONAL_TERMS[name])
-
     @property
     def active(self):
         """Still training: not stopped early."""
@@ -245,7 +248,7 @@ class Run:
         """One step of B images: the running sums and counters, and the iteration logs.
         log: Trainer.step's numbers of this run."""
         state = self.state
-        terms = {n: v for n, v in log.items() if n != "correct" and self.has_term(n)}
+        terms = {n: v for n, v in log.items() if n != "correct" and has_term(self.cfg, n)}
         loss_sum, correct, seen = state.running
         state.running = [loss_sum + sum(terms.values()) * B, correct + log["correct"], seen + B]
         state.batch += 1
@@ -374,7 +377,7 @@ class Trainer:
         values = torch.stack([reward.sum(dim=1)] + [t.detach() for t in terms.values()])
         logs = [dict(zip(["correct", *terms], v)) for v in values.T.tolist()]
         for run, log in zip(self.runs, logs):
-            own = {n: v for n, v in log.items() if n != "correct" and run.has_term(n)}
+            own = {n: v for n, v in log.items() if n != "correct" and has_term(run.cfg, n)}
             if run.active and not all(math.isfinite(v) for v in log.values()):
                 named = ", ".join(f"{n} {v:.4g}" for n, v in own.items())
                 raise TrainingDiverged(

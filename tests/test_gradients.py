@@ -31,11 +31,6 @@ CFGS = [settings(*variant_flags(v), *LAMBDAS_OF_ONE) for v in VARIANT_NAMES]
 R = len(CFGS)
 
 
-def has_term(cfg, term):
-    """Whether the run's variant has the term (the three of RAM always)."""
-    return term not in trainer.OPTIONAL_TERMS or getattr(cfg, trainer.OPTIONAL_TERMS[term])
-
-
 def live_model(device, seed=0, runs=R):
     """A small model in which every route of the gradient carries a signal, in every run."""
     model = tiny_model(seed, runs=runs, glimpse_hidden=16, loc_hidden=16, hidden_size=32)
@@ -103,11 +98,11 @@ def test_gradient_routing(term, terms_and_model):
     assert terms[term].shape == (R,) and torch.isfinite(terms[term]).all()
     grads = group_grads(model, terms[term].sum())
     for r, (variant, cfg) in enumerate(zip(VARIANT_NAMES, CFGS)):
-        want = EXPECTED[term] if has_term(cfg, term) else set()
+        want = EXPECTED[term] if trainer.has_term(cfg, term) else set()
         assert reached(grads, r) == want, (
             f"{term}, run {r} ({variant}): gradient reaches {sorted(reached(grads, r))}, "
             f"expected {sorted(want)}")
-        if not has_term(cfg, term):
+        if not trainer.has_term(cfg, term):
             assert terms[term][r].item() == 0.0
             assert all(torch.equal(g[r], torch.zeros_like(g[r]))
                        for gs in grads.values() for g in gs)
@@ -160,7 +155,7 @@ def test_terms_present_only_with_their_flags(variant, keys, terms_and_model):
     """Every run has all six entries; those of the terms its variant lacks are exactly 0."""
     assert VARIANTS[variant] == ("fit" in keys, "intrinsic" in keys)
     r = VARIANT_NAMES.index(variant)
-    assert {t for t in EXPECTED if has_term(CFGS[r], t)} == keys
+    assert {t for t in EXPECTED if trainer.has_term(CFGS[r], t)} == keys
     _, terms = terms_and_model
     assert set(terms) == set(EXPECTED)
     assert {name for name, t in terms.items() if t[r] != 0} == keys
@@ -185,7 +180,7 @@ def test_original_variant_has_no_gradient_on_error_network(device):
 def test_loss_weights_zero_the_terms_a_variant_lacks():
     weights = trainer.loss_weights(CFGS)
     assert set(weights) == set(trainer.OPTIONAL_TERMS)
-    for term, flag in trainer.OPTIONAL_TERMS.items():
+    for term, (flag, _) in trainer.OPTIONAL_TERMS.items():
         assert weights[term].shape == (R,)
         for r, cfg in enumerate(CFGS):
             assert (weights[term][r] != 0) == getattr(cfg, flag), (term, r)

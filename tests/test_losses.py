@@ -123,7 +123,7 @@ def test_each_run_of_a_group_gets_its_own_terms(variant2):
     for name in want1:
         assert terms[name].shape == (2,)
         assert terms[name][0].item() == pytest.approx(want1[name], rel=1e-5, abs=1e-6), name
-        has = name not in trainer.OPTIONAL_TERMS or getattr(cfg2, trainer.OPTIONAL_TERMS[name])
+        has = trainer.has_term(cfg2, name)
         assert terms[name][1].item() == pytest.approx(want2[name] if has else 0.0, rel=1e-5,
                                                       abs=1e-6), name
 
