@@ -26,10 +26,12 @@ import torch
 from config import ARCHITECTURE, TRAINING, adopt_settings, run_name
 from data_loader import get_test_loader
 from model import load_pretrained
-from utils import save_glimpse_trace, write_json
+from utils import in_repository, save_glimpse_trace, write_json
 
 EVAL_BATCH = 1000  # images per evaluation batch of our protocol
 PROTOCOLS = ("ours", "author")
+# The settings that name a file or a folder: a results file records them by in_repository.
+PATH_SETTINGS = ("checkpoint", "data_dir", "ckpt_dir", "logs_dir", "results_dir")
 
 
 def test_batch_size(protocol, batch_size):
@@ -196,10 +198,11 @@ def test_checkpoint(cfg, device):
     for M in cfg.M:
         log_probs, errors, labels = run_glimpses(pretrained.model, loader, n_run, M,
                                                  cfg.random_seed, cfg.protocol)
-        record = {"run": run_name(cfg), "checkpoint": path, "checkpoint_kind": kind,
-                  "epoch": pretrained.epoch, "dataset": cfg.dataset, "seed": cfg.random_seed,
-                  "protocol": cfg.protocol, "eval_batch_size": loader.batch_size,
-                  "num_test_images": len(labels), "config": vars(cfg),
+        record = {"run": run_name(cfg), "checkpoint": in_repository(path),
+                  "checkpoint_kind": kind, "epoch": pretrained.epoch, "dataset": cfg.dataset,
+                  "seed": cfg.random_seed, "protocol": cfg.protocol,
+                  "eval_batch_size": loader.batch_size, "num_test_images": len(labels),
+                  "config": recorded_settings(cfg),
                   **measure(cfg, M, log_probs, errors, labels), "centre_start": centre_start}
         accuracies.append(record["fixed"]["accuracy"])
         out = results_path(cfg.results_dir, record)
@@ -209,6 +212,12 @@ def test_checkpoint(cfg, device):
     _save_test_glimpses(pretrained.model, loader, cfg,
                         trace_path(cfg.results_dir, run_name(cfg), kind, pretrained.epoch))
     return accuracies[0]
+
+
+def recorded_settings(cfg):
+    """vars(cfg) as a results file records them: the PATH_SETTINGS by in_repository."""
+    return {k: in_repository(v) if k in PATH_SETTINGS and v is not None else v
+            for k, v in vars(cfg).items()}
 
 
 def measure(cfg, M, log_probs, errors, labels):

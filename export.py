@@ -5,7 +5,7 @@ import os
 from data_loader import get_test_loader
 from evaluate import EVAL_BATCH, accuracy_curve, read_results, run_glimpses
 from model import load_pretrained
-from utils import CheckpointError, load_checkpoint, save_checkpoint
+from utils import CheckpointError, from_repository, load_checkpoint, save_checkpoint
 
 
 def first_batch_accuracy(model, cfg):
@@ -25,7 +25,7 @@ def export_pretrained(results_dir, pretrained_dir, data_dir="./data"):
     accuracy (N = T, M = 1) on the first 1,000 test images (tests/test_pretrained.py checks
     it), and on all 10,000 where the results have it. Returns the paths written."""
     written = []
-    evaluated = {(r["checkpoint"], r["epoch"]): r["fixed"]["accuracy"]
+    evaluated = {(from_repository(r["checkpoint"]), r["epoch"]): r["fixed"]["accuracy"]
                  for r in read_results(results_dir)
                  if r["protocol"] == "ours" and r["fixed"]["M"] == 1
                  and r["fixed"]["N"] == r["config"]["num_glimpses"]

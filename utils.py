@@ -1,5 +1,5 @@
-"""Leaf utilities: atomic file writes, checkpoint files and their locks, glimpse traces.
-Nothing here imports the rest of the project."""
+"""Leaf utilities: atomic file writes, checkpoint files and their locks, glimpse traces,
+paths relative to the repository. Nothing here imports the rest of the project."""
 import contextlib
 import fcntl
 import glob
@@ -8,6 +8,10 @@ import os
 import socket
 
 import torch
+
+
+# The repository's root folder: results files record the paths inside it relative to it.
+REPOSITORY = os.path.dirname(os.path.abspath(__file__))
 
 
 class CheckpointError(RuntimeError):
@@ -97,6 +101,21 @@ def replacing(path, mode="w", newline=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def in_repository(path):
+    """`path` as a results file records it: relative to the repository's root where it lies
+    inside the repository (so that committed files name no folder of the machine that made
+    them), else absolute."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute, REPOSITORY)
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return absolute if outside else relative
+
+
+def from_repository(path):
+    """A path recorded by `in_repository`, as a path to open from any working directory."""
+    return os.path.join(REPOSITORY, path)
 
 
 def write_json(obj, path):

@@ -62,8 +62,9 @@ def test_main_tests_a_shipped_checkpoint(tmp_path):
 @pytest.mark.skipif(not SHIPPED_BEST, reason="no checkpoint shipped yet")
 def test_checkpoint_flag_scores_a_shipped_file_on_its_first_images(tmp_path):
     """--checkpoint needs no training flags: the file names the run. --num_test=1000 under our
-    protocol gives the accuracy recorded on the first 1,000 images of a full evaluation;
-    under the author's protocol the results file says so in its name and its contents."""
+    protocol gives the accuracy recorded on the first 1,000 images of a full evaluation, and
+    the results file records the paths inside the repository relative to it; under the
+    author's protocol the results file says so in its name and its contents."""
     path = os.path.join(ROOT, "pretrained", "mnist_ram_6_8x8_s2_k1_both_seed1_best.pt")
     ckpt = load_checkpoint(path)
     run = "mnist_ram_6_8x8_s2_k1_both_seed1"
@@ -75,6 +76,10 @@ def test_checkpoint_flag_scores_a_shipped_file_on_its_first_images(tmp_path):
     assert ours["fixed"]["accuracy"] == pytest.approx(ckpt["recorded"]["first_1000_accuracy"],
                                                       abs=0.003)
     assert (ours["protocol"], ours["num_test_images"], ours["run"]) == ("ours", 1000, run)
+    # paths inside the repository relative to it, others absolute: no folder of this machine
+    shipped = f"pretrained/{run}_best.pt"
+    assert (ours["checkpoint"], ours["config"]["checkpoint"]) == (shipped, shipped)
+    assert (ours["config"]["data_dir"], ours["config"]["results_dir"]) == ("data", str(tmp_path))
     code, _, err = run_main(*common, "--num_test=64", "--protocol=author", "--M", "2",
                             "--curve=True", "--max_glimpses=8", "--dynamic=True",
                             "--exploration_rate", "0", "0.3")
