@@ -40,6 +40,12 @@ def test_batch_size(protocol, batch_size):
     return batch_size if protocol == "author" else EVAL_BATCH
 
 
+def batch_seed(seed, protocol, i):
+    """The seed of the generator for evaluation batch i (module docstring): the run's seed
+    for every batch under the author's protocol, one per (seed, batch) under ours."""
+    return seed if protocol == "author" else seed * 1_000_003 + i
+
+
 @torch.no_grad()
 def run_glimpses(model, loader, num_glimpses, M=1, seed=0, protocol="ours", start="random"):
     """log p_t and e_t of every step for every copy of every image of `loader`, in order.
@@ -52,12 +58,11 @@ def run_glimpses(model, loader, num_glimpses, M=1, seed=0, protocol="ours", star
     log_probs, errors, labels = [], [], []
     for i, (x, y) in enumerate(loader):
         B = len(y)
+        torch.manual_seed(batch_seed(seed, protocol, i))
         if protocol == "author":
-            torch.manual_seed(seed)
             x = x.repeat(M, 1, 1, 1)  # row m * B + b
             rows = lambda t: t.view(t.shape[0], M, B, -1).transpose(1, 2)
         else:
-            torch.manual_seed(seed * 1_000_003 + i)
             x = x.repeat_interleave(M, dim=0)  # row b * M + m
             rows = lambda t: t.view(t.shape[0], B, M, -1)
         noise = None if start == "random" else (
@@ -168,8 +173,8 @@ def stop_profile(log_probs, errors, labels, eps, rule="spec"):
 # ------------------------------------------------------------------ testing a checkpoint
 def test_checkpoint(cfg, device):
     """Evaluate a checkpoint on the test set, once for every M in --M, and write the numbers
-    of each to a results file (`results_path`). Returns the accuracy after N glimpses with
-    the first M.
+    of each to a results file (`results_path`), and where it looks on the first test images
+    beside them (`trace_path`). Returns the accuracy after N glimpses with the first M.
 
     The checkpoint: --checkpoint (its settings then replace the command line's training
     settings), else the run's best (or, with --best=False, latest). Always: accuracy after
@@ -209,8 +214,7 @@ def test_checkpoint(cfg, device):
         write_json(record, out)
         _print(record)
         print(f"[*] results written to {out}")
-    _save_test_glimpses(pretrained.model, loader, cfg,
-                        trace_path(cfg.results_dir, run_name(cfg), kind, pretrained.epoch))
+    save_test_glimpses(pretrained.model, loader, cfg, trace_path(cfg.results_dir, record))
     return accuracies[0]
 
 
@@ -258,10 +262,12 @@ def _print(r):
 
 
 @torch.no_grad()
-def _save_test_glimpses(model, loader, cfg, path, n=9):
-    """Where the model looks on the first n test images: for figures.plot_glimpses."""
+def save_test_glimpses(model, loader, cfg, path, n=9):
+    """Where the model looks on the first n test images in N = cfg.test_glimpses glimpses,
+    for figures.plot_glimpses: one copy of each, its generator seeded as the first
+    evaluation batch of cfg.protocol is (`batch_seed`)."""
     x, _ = next(iter(loader))
-    torch.manual_seed(cfg.random_seed)
+    torch.manual_seed(batch_seed(cfg.random_seed, cfg.protocol, 0))
     out = model(x[None, :n], cfg.test_glimpses).run(0)
     save_glimpse_trace(path, x[:n], out.locations, cfg, run_name(cfg))
 
@@ -293,9 +299,17 @@ def has_results(results_dir, run, kind, epoch, M, max_glimpses, protocol):
                for path in glob.glob(pattern))
 
 
-def trace_path(results_dir, run, kind, epoch):
-    """Where test_checkpoint saves the glimpses of the first test images of a checkpoint."""
-    return os.path.join(results_dir, run, f"glimpses_{kind}-epoch{epoch}.pt")
+def trace_path(results_dir, r):
+    """results_dir/<run>/glimpses_<kind>-epoch<E>_N<N>[_first<K>][_author].pt: where
+    test_checkpoint saves the glimpses of the first test images (`save_test_glimpses`) beside
+    the results file `r` (its contents). Named by what decides the trace: the checkpoint, N,
+    the test images and the protocol's seed; not M (the trace is of one copy)."""
+    name = f"glimpses_{r['checkpoint_kind']}-epoch{r['epoch']}_N{r['fixed']['N']}"
+    if r["config"]["num_test"]:
+        name += f"_first{r['num_test_images']}"
+    if r["protocol"] == "author":
+        name += "_author"
+    return os.path.join(results_dir, r["run"], name + ".pt")
 
 
 def measurement(r):

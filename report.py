@@ -68,8 +68,8 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
     - glimpses_<dataset>.png: test accuracy against N = 1..N_max, with the dynamic points, a
       panel per evaluation protocol;
-    - where_<run>.png / .gif: where each run looks on a few test images (its latest
-      evaluated checkpoint)."""
+    - where_<run>.png / .gif: where each run looks on a few test images (the glimpse trace of
+      its latest evaluated checkpoint, `_trace_order`)."""
     written = []
     single = _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH))
     for dataset, by_variant in sorted(first_epoch_logs(logs_dir).items()):
@@ -93,8 +93,8 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
         written.append(plot_accuracy_vs_glimpses(
             panels, title, os.path.join(plots_dir, f"glimpses_{dataset}.png")))
     latest = {}  # run -> the glimpse trace of its latest evaluated checkpoint
-    for r in sorted(results, key=lambda r: r["epoch"]):
-        path = trace_path(results_dir, r["run"], r["checkpoint_kind"], r["epoch"])
+    for r in sorted(results, key=_trace_order):
+        path = trace_path(results_dir, r)
         if os.path.exists(path):
             latest[r["run"]] = path
     for run, path in sorted(latest.items()):
@@ -102,6 +102,15 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
         plot_glimpses(load_glimpse_trace(path), png, png[:-4] + ".gif" if gifs else None)
         written += [png, png[:-4] + ".gif"] if gifs else [png]
     return written
+
+
+def _trace_order(r):
+    """The order in which the glimpse traces beside the results files `r` replace each other
+    in a run's where_<run> figure: by epoch; of one epoch, the latest checkpoint's after the
+    best's; of one checkpoint, the author's protocol after ours, the whole test set after
+    its first images."""
+    return (r["epoch"], r["checkpoint_kind"] == "latest", r["protocol"] == "author",
+            not r["config"]["num_test"])
 
 
 def _protocol_panel(results, protocol, dataset):

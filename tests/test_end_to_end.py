@@ -11,7 +11,6 @@ import torch
 
 import config
 import data_loader
-import evaluate
 import main
 import utils
 from conftest import DATA, SMALL_RUN, run_dirs, settings
@@ -107,7 +106,7 @@ def test_tensorboard_and_glimpse_files(in_tmp):
     n = g["images"].shape[0]
     assert g["images"].shape[1:] == (1, 28, 28)
     assert g["locations"].shape == (6 + 1, n, 2)
-    test = utils.load_glimpse_trace(evaluate.trace_path(str(in_tmp / "results"), name, "best", 1))
+    test = utils.load_glimpse_trace(in_tmp / "results" / name / "glimpses_best-epoch1_N6.pt")
     assert test["images"].shape[1:] == (1, 28, 28) and test["run"] == name
 
 

@@ -7,12 +7,14 @@ import os
 import re
 
 import pytest
+import torch
 
+import model as model_module
 from conftest import DATA, ROOT, cli, run_main
 from evaluate import read_results
-from model import load_pretrained
 from export import first_batch_accuracy
-from utils import load_checkpoint
+from model import load_pretrained
+from utils import load_checkpoint, load_glimpse_trace
 
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*.pt")))  # best and latest
 SHIPPED_BEST = [p for p in SHIPPED if p.endswith("_best.pt")]
@@ -92,3 +94,33 @@ def test_checkpoint_flag_scores_a_shipped_file_on_its_first_images(tmp_path):
     assert author["fixed"]["accuracy"] == author["curve"]["accuracy"][5]
     assert list(author["dynamic"]) == ["max_glimpses", "batch_size", "released"]
     assert author["dynamic"]["released"][0]["mean_glimpses"] == 1.0  # eps 0 stops at once
+
+
+@pytest.mark.skipif(not SHIPPED_BEST, reason="no checkpoint shipped yet")
+def test_each_protocol_keeps_the_trace_of_its_first_batch(tmp_path, monkeypatch):
+    """The glimpse trace beside an evaluation is named by its protocol (the author's does not
+    replace ours), and is a record of the evaluation's first batch: on 9 test images (one
+    batch under either protocol), the very locations the evaluation drew for them."""
+    forward, drawn = model_module.RecurrentAttention.forward, []
+
+    def recording(self, x, num_glimpses, noise=None):
+        out = forward(self, x, num_glimpses, noise)
+        drawn.append(out.locations[0].clone())
+        return out
+    monkeypatch.setattr(model_module.RecurrentAttention, "forward", recording)
+    run = "mnist_ram_6_8x8_s2_k1_original_seed2"
+    path = os.path.join(ROOT, "pretrained", f"{run}_best.pt")
+    epoch = load_pretrained(path).epoch
+    traced = {}
+    for protocol, suffix in (("ours", ""), ("author", "_author")):
+        drawn.clear()
+        code, _, err = run_main("--is_train=False", f"--checkpoint={path}", "--num_test=9",
+                                f"--results_dir={tmp_path}", f"--protocol={protocol}")
+        assert code == 0, err[-2000:]
+        _, evaluation, trace_run = drawn  # the centre start, the evaluation, the trace
+        trace = load_glimpse_trace(tmp_path / run / f"glimpses_best-epoch{epoch}_N6_first9"
+                                                    f"{suffix}.pt")
+        assert evaluation.shape == (7, 9, 2)
+        assert torch.equal(trace["locations"], evaluation) and torch.equal(trace_run, evaluation)
+        traced[protocol] = trace["locations"]
+    assert not torch.equal(traced["ours"], traced["author"])
