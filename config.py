@@ -103,6 +103,12 @@ ram.add_argument("--glimpse_scale", type=int, default=None,
 ram.add_argument("--num_patches", type=int, default=None,
                  help="k: patches per glimpse; default 1 (mnist), 3 (translated)")
 ram.add_argument("--loc_hidden", type=int, default=128, help="size of h_l, the location code")
+ram.add_argument("--location_hidden", type=int, default=0,
+                 help="beyond the paper: a hidden ReLU layer of this size in the location "
+                      "network, mu_t = clamp(fc(relu(fc_hidden(h_t)))) (0: none, the paper's)")
+ram.add_argument("--baseline_relu", type=str2bool, default=True,
+                 help="b_t = relu(fc(h_t)) as in the released code; False (beyond the paper): "
+                      "b_t = fc(h_t), which can go below 0")
 ram.add_argument("--glimpse_hidden", type=int, default=128, help="size of h_phi, the patch code")
 
 core = parser.add_argument_group("core and policy")
@@ -200,11 +206,33 @@ VARIANTS = {"original": (False, False), "uncertainty": (True, False),
 # Settings a checkpoint must share with the flags to be loaded at all (the shapes and the
 # meaning of the weights), and in addition to be trained further.
 ARCHITECTURE = ("dataset", "patch_size", "num_patches", "glimpse_scale", "glimpse_hidden",
-                "loc_hidden", "hidden_size")
+                "loc_hidden", "hidden_size", "location_hidden", "baseline_relu")
 TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
                            "lambda_uncertainty", "lambda_intrinsic", "batch_size", "init_lr",
-                           "lr_schedule", "lr_patience", "valid_size", "subset", "shuffle",
-                           "random_seed")
+                           "lr_schedule", "lr_patience", "train_patience", "valid_size",
+                           "subset", "shuffle", "random_seed")
+# Settings added after checkpoints were first shipped: a checkpoint without one was made with
+# this value (utils.load_checkpoint fills it in).
+ADDED_SETTINGS = {key: parser.get_default(key) for key in ("location_hidden", "baseline_relu")}
+
+# The paper's training recipe, and the run-name tag of each of its settings where a run
+# differs from it (the paper's std is the dataset's, DATASET_DEFAULTS). Runs of two recipes
+# never share a name, so never share files.
+RECIPE_TAGS = {"batch_size": lambda c: f"b{c.batch_size}", "std": lambda c: f"std{c.std:g}",
+               "init_lr": lambda c: f"lr{c.init_lr:g}",
+               "lr_schedule": lambda c: f"plateau{c.lr_patience}",  # the one other schedule
+               "train_patience": lambda c: f"tp{c.train_patience}",
+               "location_hidden": lambda c: f"lh{c.location_hidden}",
+               "baseline_relu": lambda c: "blin"}  # the one other value
+PAPER_RECIPE = {key: parser.get_default(key) for key in RECIPE_TAGS}  # std: None here
+
+
+def recipe_name(cfg):
+    """Where the run's recipe differs from the paper's, as run-name tags: '' for the paper's
+    recipe, else e.g. '_b128_std0.05_plateau20'."""
+    paper = dict(PAPER_RECIPE, std=DATASET_DEFAULTS[cfg.dataset]["std"])
+    return "".join(f"_{tag(cfg)}" for key, tag in RECIPE_TAGS.items()
+                   if getattr(cfg, key) != paper[key])
 
 
 # The random streams of a training run, each drawn from a generator of its own (seed_of).
@@ -255,7 +283,7 @@ def run_name(cfg):
                       if getattr(cfg, flag) and getattr(cfg, key) != default[key])
     name = (f"{cfg.dataset}_ram_{cfg.num_glimpses}_{cfg.patch_size}x{cfg.patch_size}"
             f"_s{cfg.glimpse_scale}_k{cfg.num_patches}_{variant_name(cfg)}{weights}"
-            f"_seed{cfg.random_seed}")
+            f"{recipe_name(cfg)}_seed{cfg.random_seed}")
     return name + (f"_subset{cfg.subset}" if cfg.subset else "")
 
 
@@ -264,19 +292,21 @@ _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_
                        + "|".join(VARIANTS) + ")"
                        + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
                                  for key, (tag, _) in NAMED_WEIGHTS.items())
+                       + r"(?P<recipe>(?:_(?:b|std|lr|plateau|tp|lh|blin)[\d.e+-]*)*)"
                        + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 
 def parse_run_name(name):
     """The inverse of run_name: {dataset, num_glimpses, patch_size, glimpse_scale, num_patches,
-    variant, the NAMED_WEIGHTS (None where the name has none), random_seed, subset}, or None
-    for a name run_name does not make."""
+    variant, the NAMED_WEIGHTS (None where the name has none), recipe (recipe_name without its
+    first underscore), random_seed, subset}, or None for a name run_name does not make."""
     m = _RUN_NAME.match(name)
     if m is None:
         return None
     d = m.groupdict()
     parsed = {k: v if k in ("dataset", "variant") else int(v or 0) for k, v in d.items()
-              if k not in NAMED_WEIGHTS}
+              if k not in NAMED_WEIGHTS and k != "recipe"}
+    parsed["recipe"] = d["recipe"].lstrip("_")
     parsed.update({k: None if d[k] is None else float(d[k]) for k in NAMED_WEIGHTS})
     return parsed
 
@@ -340,6 +370,8 @@ def check_config(cfg):
         (cfg.patch_size >= 1, f"--patch_size must be at least 1, got {cfg.patch_size}"),
         (cfg.glimpse_scale >= 1, f"--glimpse_scale must be at least 1, got {cfg.glimpse_scale}"),
         (cfg.num_patches >= 1, f"--num_patches must be at least 1, got {cfg.num_patches}"),
+        (cfg.location_hidden >= 0, f"--location_hidden must not be negative, got "
+                                   f"{cfg.location_hidden}"),
         (largest <= canvas, f"the largest patch ({largest} pixels: patch_size {cfg.patch_size} "
                             f"x glimpse_scale {cfg.glimpse_scale}^{cfg.num_patches - 1}) is larger "
                             f"than the {canvas}x{canvas} {cfg.dataset} image"),

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import seed_of
+from config import ADDED_SETTINGS, seed_of
 from modules import (ActionNetwork, BaselineNetwork, CoreNetwork, ErrorNetwork, GlimpseNetwork,
                      LocationNetwork, Retina, stacked_linear)
 from utils import load_checkpoint
@@ -63,16 +63,17 @@ class RecurrentAttention(nn.Module):
     """
 
     def __init__(self, patch_size, num_patches, glimpse_scale, num_channels, glimpse_hidden,
-                 loc_hidden, hidden_size, std, num_classes=10, runs=1):
+                 loc_hidden, hidden_size, std, num_classes=10, runs=1, location_hidden=0,
+                 baseline_relu=True):
         super().__init__()
         self.runs, self.hidden_size = runs, hidden_size
         self.retina = Retina(patch_size, num_patches, glimpse_scale)
         retina_size = num_patches * patch_size * patch_size * num_channels
         self.glimpse = GlimpseNetwork(runs, retina_size, glimpse_hidden, loc_hidden)
         self.core = CoreNetwork(runs, glimpse_hidden + loc_hidden, hidden_size)
-        self.location = LocationNetwork(runs, hidden_size, std)
+        self.location = LocationNetwork(runs, hidden_size, std, location_hidden)
         self.action = ActionNetwork(runs, hidden_size, num_classes)
-        self.baseline = BaselineNetwork(runs, hidden_size)
+        self.baseline = BaselineNetwork(runs, hidden_size, baseline_relu)
         self.error = ErrorNetwork(runs, hidden_size, num_classes)
 
     @classmethod
@@ -81,7 +82,8 @@ class RecurrentAttention(nn.Module):
         return cls(patch_size=cfg.patch_size, num_patches=cfg.num_patches,
                    glimpse_scale=cfg.glimpse_scale, num_channels=1,
                    glimpse_hidden=cfg.glimpse_hidden, loc_hidden=cfg.loc_hidden,
-                   hidden_size=cfg.hidden_size, std=cfg.std, runs=runs)
+                   hidden_size=cfg.hidden_size, std=cfg.std, runs=runs,
+                   location_hidden=cfg.location_hidden, baseline_relu=cfg.baseline_relu)
 
     @classmethod
     def for_runs(cls, cfgs):
@@ -227,7 +229,7 @@ def load_pretrained(path, cfg=None, keys=(), device="cpu"):
     """The model stored in a checkpoint file (a training checkpoint or a slimmed one of
     pretrained/), with its settings; `keys` of them must agree with cfg (utils.load_checkpoint).
     """
-    ckpt = load_checkpoint(path, cfg, keys)
+    ckpt = load_checkpoint(path, cfg, keys, ADDED_SETTINGS)
     settings = Namespace(**ckpt["config"])
     model = RecurrentAttention.from_config(settings)
     model.load_run_state(0, ckpt["model"])

@@ -149,19 +149,25 @@ class CoreNetwork(nn.Module):
 class LocationNetwork(nn.Module):
     """f_l: the Gaussian policy pi(l_t | h_t) with fixed std.
 
-    mu_t = clamp(fc(h_t), -1, 1); l_t = clamp(mu_t + std * eps_t, -1, 1), eps_t ~ N(0, 1);
+    mu_t = clamp(fc(h_t), -1, 1), or with a hidden layer of `hidden` units (--location_hidden,
+    beyond the paper) mu_t = clamp(fc(relu(fc_hidden(h_t))), -1, 1);
+    l_t = clamp(mu_t + std * eps_t, -1, 1), eps_t ~ N(0, 1);
     log pi(l_t | h_t) = sum over (x, y) of log N(l_t; mu_t, std).
     """
 
-    def __init__(self, runs, hidden_size, std):
+    def __init__(self, runs, hidden_size, std, hidden=0):
         super().__init__()
         self.std = std
-        self.fc = StackedLinear(runs, hidden_size, 2)
+        self.fc_hidden = StackedLinear(runs, hidden_size, hidden) if hidden else None
+        self.fc = StackedLinear(runs, hidden or hidden_size, 2)
 
     def mu(self, h_t):
         # detach h_t: the policy is trained by REINFORCE only, and REINFORCE must not reach the
         # core or glimpse networks (the stop-gradient of the original RAM).
-        return torch.clamp(self.fc(h_t.detach()), -1, 1)
+        z = h_t.detach()
+        if self.fc_hidden is not None:
+            z = F.relu(self.fc_hidden(z))
+        return torch.clamp(self.fc(z), -1, 1)
 
     def forward(self, h_t, eps_t=None):
         """Draw l_t: h_t (R, B, hidden_size), eps_t (R, B, 2) or None (drawn from the global
@@ -190,16 +196,19 @@ class ActionNetwork(nn.Module):
 
 
 class BaselineNetwork(nn.Module):
-    """f_b: b_t = relu(fc(h_t)), the REINFORCE baseline.  h_t: (R, ..., hidden_size) -> (R, ...)."""
+    """f_b: b_t = relu(fc(h_t)), the REINFORCE baseline, or b_t = fc(h_t) with relu=False
+    (--baseline_relu=False, beyond the paper).  h_t: (R, ..., hidden_size) -> (R, ...)."""
 
-    def __init__(self, runs, hidden_size):
+    def __init__(self, runs, hidden_size, relu=True):
         super().__init__()
+        self.relu = relu
         self.fc = StackedLinear(runs, hidden_size, 1)
 
     def forward(self, h_t):
         # detach h_t: the baseline only tracks the expected reward; its regression loss must
         # not shape the representation that the classifier uses.
-        return F.relu(self.fc(h_t.detach())).squeeze(-1)
+        b_t = self.fc(h_t.detach()).squeeze(-1)
+        return F.relu(b_t) if self.relu else b_t
 
 
 class ErrorNetwork(nn.Module):

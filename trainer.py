@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from config import TRAINING, run_name, seed_of
+from config import ADDED_SETTINGS, TRAINING, run_name, seed_of
 from model import RecurrentAttention
 from utils import (CheckpointError, RunLock, load_checkpoint, replacing, save_checkpoints,
                    save_glimpse_trace)
@@ -202,7 +202,7 @@ class Run:
 
     def restore(self, model, optimizer, r):
         """The latest checkpoint back into row r and this run (its settings must match)."""
-        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, TRAINING)
+        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, TRAINING, ADDED_SETTINGS)
         model.load_run_state(r, ckpt["model"])
         optimizer.load_run_state(r, ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])

@@ -124,9 +124,11 @@ def write_json(obj, path):
         json.dump(obj, f, indent=1)
 
 
-def load_checkpoint(path, cfg=None, keys=()):
+def load_checkpoint(path, cfg=None, keys=(), added=None):
     """Load a checkpoint safely (weights_only: no code runs) and check that its settings
     `keys` agree with cfg's (config.ARCHITECTURE to test it, config.TRAINING to resume it).
+    added: {setting: value} for settings newer than the file (config.ADDED_SETTINGS), filled
+    into its settings where it has none.
 
     Everything loads on the CPU: random-generator states must stay there, and
     load_state_dict copies weights and optimiser state to the model's device."""
@@ -142,7 +144,7 @@ def load_checkpoint(path, cfg=None, keys=()):
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}).") from e
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project.")
-    saved = ckpt["config"]
+    saved = ckpt["config"] = {**(added or {}), **ckpt["config"]}
     differ = [f"{k} {saved.get(k)} in the file against {getattr(cfg, k)} on the command line"
               for k in keys if saved.get(k) != getattr(cfg, k)]
     if differ:

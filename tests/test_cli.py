@@ -51,6 +51,7 @@ def _nothing_written(tmp):
     # the grouped flags: a bad value anywhere in a list, a group where one run is expected
     (["--random_seed=1,x"], "expected int values"),
     (["--random_seed=0"], "--random_seed must be at least 1"),
+    (["--location_hidden=-1"], "--location_hidden must not be negative"),
     (["--lambda_intrinsic=0.1,-1", "--intrinsic=True"], "--lambda_intrinsic must not be negative"),
     (["--uncertainty=True,ture"], "expected True or False, got 'ture'"),
     (["--is_train=False", "--checkpoint=pretrained/x_best.pt", "--random_seed=1,2"],
@@ -174,8 +175,8 @@ def test_checkpoint_with_other_settings_names_them(trained):
     assert code == 1
     assert "hidden_size 64 in the file against 128 on the command line" in err
     code, _, err = run_main(*SMALL_RUN, *run_dirs(trained), "--subset=320",
-                            "--hidden_size=64", "--std=0.2", "--resume=True", "--epochs=2")
-    assert code == 1 and "std 0.1 in the file against 0.2 on the command line" in err
+                            "--hidden_size=64", "--valid_size=0.2", "--resume=True", "--epochs=2")
+    assert code == 1 and "valid_size 0.1 in the file against 0.2 on the command line" in err
     assert _snapshot(trained) == before
 
 

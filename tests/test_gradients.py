@@ -31,10 +31,18 @@ CFGS = [settings(*variant_flags(v), *LAMBDAS_OF_ONE) for v in VARIANT_NAMES]
 R = len(CFGS)
 
 
-def live_model(device, seed=0, runs=R):
+# The architecture options beyond the paper (--location_hidden, --baseline_relu=False): each
+# term must reach exactly the groups it reaches in the paper's architecture.
+OPTIONS = {"paper": {}, "options": dict(location_hidden=16, baseline_relu=False)}
+
+
+def live_model(device, seed=0, runs=R, **options):
     """A small model in which every route of the gradient carries a signal, in every run."""
-    model = tiny_model(seed, runs=runs, glimpse_hidden=16, loc_hidden=16, hidden_size=32)
+    model = tiny_model(seed, runs=runs, glimpse_hidden=16, loc_hidden=16, hidden_size=32,
+                       **options)
     with torch.no_grad():
+        if model.location.fc_hidden is not None:
+            model.location.fc_hidden.bias.fill_(0.2)
         # Positive biases keep the relu units alive, so that no route is silent by chance
         # (on any device's random numbers): b_t > 0 and e_t > 0 everywhere, h_t mostly active.
         model.baseline.fc.weight.mul_(0.1)
@@ -77,9 +85,9 @@ def reached(grads, r):
     return {name for name, gs in grads.items() if nonzero(gs, r)}
 
 
-@pytest.fixture
-def terms_and_model(device):
-    model = live_model(device)
+@pytest.fixture(params=list(OPTIONS))
+def terms_and_model(device, request):
+    model = live_model(device, **OPTIONS[request.param])
     out, y = forward_with_mixed_rewards(model, device)
     terms, reward = trainer.loss_terms(out, y, trainer.loss_weights(CFGS, device))
     # every run's batch gives every signal: mixed rewards, live baselines and error estimates
@@ -106,6 +114,21 @@ def test_gradient_routing(term, terms_and_model):
             assert terms[term][r].item() == 0.0
             assert all(torch.equal(g[r], torch.zeros_like(g[r]))
                        for gs in grads.values() for g in gs)
+
+
+def test_the_location_options_hidden_layer_is_trained_by_reinforce_only(device):
+    """--location_hidden: REINFORCE reaches both layers of the location network in every
+    run, and no other term reaches either."""
+    model = live_model(device, **OPTIONS["options"])
+    out, y = forward_with_mixed_rewards(model, device)
+    terms, _ = trainer.loss_terms(out, y, trainer.loss_weights(CFGS, device))
+    for layer in (model.location.fc_hidden, model.location.fc):
+        for name, term in terms.items():
+            gs = torch.autograd.grad(term.sum(), list(layer.parameters()), retain_graph=True,
+                                     allow_unused=True)
+            for r in range(R):
+                moved = any(g is not None and bool((g[r] != 0).any()) for g in gs)
+                assert moved == (name == "reinforce"), (name, r)
 
 
 def test_total_loss_reaches_every_group(terms_and_model):

@@ -99,6 +99,22 @@ def test_run_names_carry_loss_weights_other_than_the_default():
                                               else cfg.lambda_intrinsic)
 
 
+def test_run_names_say_the_recipe():
+    """Every setting of a recipe beyond the paper's shows in the name, so that runs of two
+    recipes never share files; the paper's recipe adds nothing, whatever the dataset's std."""
+    paper = config.get_config(["--dataset=translated", "--std=0.03"])
+    assert config.run_name(paper) == "translated_ram_6_12x12_s2_k3_original_seed1"
+    flags = ["--batch_size=128", "--std=0.05", "--init_lr=0.001", "--lr_schedule=plateau",
+             "--train_patience=200", "--location_hidden=256", "--baseline_relu=False"]
+    names = {config.run_name(config.get_config([f, "--intrinsic=True"])) for f in flags}
+    assert names == {f"mnist_ram_6_8x8_s2_k1_intrinsic_{tag}_seed1" for tag in (
+        "b128", "std0.05", "lr0.001", "plateau20", "tp200", "lh256", "blin")}
+    cfg = config.get_config(flags + ["--lambda_intrinsic=0.01", "--intrinsic=True"])
+    parsed = config.parse_run_name(config.run_name(cfg))
+    assert parsed["recipe"] == "b128_std0.05_lr0.001_plateau20_tp200_lh256_blin"
+    assert parsed["lambda_intrinsic"] == 0.01 and parsed["variant"] == "intrinsic"
+
+
 # ------------------------------------------------------------------------------- one step
 def test_a_run_starts_as_the_run_alone():
     """RecurrentAttention.for_runs gives run r exactly the weights of for_runs([cfg_r]) (and
