@@ -77,30 +77,55 @@ def test_a_second_run_redoes_only_what_is_missing(quick_pipeline):
     assert {p: os.path.getmtime(p) for p in before} == before
 
 
-def test_notebook_runs_on_the_quick_outputs(quick_pipeline):
+def _outputs(nb):
+    """The text a notebook's code cells printed, and their PNG outputs."""
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    return ("".join(o.get("text", "") for o in outputs),
+            [o for o in outputs if "image/png" in o.get("data", {})])
+
+
+def test_notebook_runs_on_the_quick_outputs(quick_pipeline, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient
     root, _ = quick_pipeline
     ckpt = glob.glob(str(root / "runs_quick/ckpt/mnist_*_both_*_best.pt"))[0]
-    os.environ.update(RAM_RESULTS_DIR=str(root / "runs_quick/results"),
-                      RAM_FIRST_EPOCH_LOGS=str(root / "runs_quick/logs"),
-                      RAM_PLOTS_DIR=str(root / "notebook_plots"), RAM_CKPT=ckpt,
-                      RAM_PRETRAINED_DIR=str(root / "runs_quick/pretrained"))
+    results = root / "runs_quick/results"
+    for name, value in (("RAM_RESULTS_DIR", results), ("RAM_CKPT", ckpt),
+                        ("RAM_FIRST_EPOCH_LOGS", root / "runs_quick/logs"),
+                        ("RAM_PLOTS_DIR", root / "notebook_plots"),
+                        ("RAM_PRETRAINED_DIR", root / "runs_quick/pretrained")):
+        monkeypatch.setenv(name, str(value))
     nb = nbformat.read(str(root / "notebooks/results.ipynb"), as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(root / "notebooks")}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.outputs)
-    assert "16 results files" in text or "results files" in text
+    text, images = _outputs(nb)
+    # 8 runs, each evaluated three times (ours with M = 1 and M = 10, the author's)
+    assert len(glob.glob(str(results / "*/*.json"))) == 24
+    assert text.startswith(f"24 results files in {results}\n")
     assert "released" in text  # the dynamic table
     assert "may stop" in text and len(re.findall(r"^ +8 ", text, re.M)) == 2  # stop_profile, 2 eps
     first_step_row = r"^(mnist|translated)_\S+_both_seed1\S* +\d\.\d\d +\d+\.\d +(?:\d+\.\d|nan)$"
     assert re.findall(first_step_row, text, re.M) == ["mnist", "translated"]  # seed by seed
     assert "l_0 = 0 %" in text and "l_0 ~ U(-1, 1)^2 %" in text  # the first-glimpse cell
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if "image/png" in o.get("data", {})]
     assert len(images) == 5  # four figures and the glimpse picture
-    assert os.path.exists(root / "notebook_plots/notebook_glimpses.png")
+    redrawn = re.findall(r"^(\S+\.png)$", text, re.M)  # printed above each figure
+    assert redrawn == [str(root / "notebook_plots" / name) for name in (
+        "first_epoch_mnist.png", "first_epoch_translated.png", "glimpses_mnist.png",
+        "glimpses_translated.png")]
+
+
+def test_the_committed_notebook_shows_the_committed_results():
+    """notebooks/results.ipynb is committed run on the committed results, so that a code host
+    shows its tables and figures; what it printed names no folder of the machine it ran on."""
+    nbformat = pytest.importorskip("nbformat")
+    from evaluate import read_results
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", "results.ipynb"), as_version=4)
+    assert all(c.outputs for c in nb.cells if c.cell_type == "code")
+    text, images = _outputs(nb)
+    results = len(read_results(os.path.join(ROOT, "results")))
+    assert text.startswith(f"{results} results files in ../results\n")
+    assert len(images) == 5  # four figures and the glimpse picture
+    assert re.search(r"(?<![\w.])/[\w.-]+/", text) is None  # no absolute path
 
 
 def test_tables_hold_the_numbers_of_the_results_files(quick_pipeline):
