@@ -119,6 +119,8 @@ def dynamic_glimpses(log_probs, errors, eps, rule="spec", batch_size=32):
     code's loader does); a minibatch runs until the first step by which every row of its
     batch_size * R has met the condition at least once (or N), and each row answers at the
     *last* step up to then at which the condition held (step N if it never held).
+    Also returns, for the released rule, the step at which each minibatch stopped (None for
+    spec).
     """
     N, n, R, K = log_probs.shape
     rows = n * R
@@ -126,6 +128,7 @@ def dynamic_glimpses(log_probs, errors, eps, rule="spec", batch_size=32):
     cond = stop_condition(log_probs.exp(), errors, eps, rule)  # (N, rows)
     t = torch.arange(1, N + 1, device=cond.device)[:, None].expand(N, rows)
     never = torch.full_like(t, N + 1)
+    batch_stops = None
     if rule == "spec":
         steps = torch.where(cond, t, never).min(dim=0).values.clamp(max=N)
     else:
@@ -134,23 +137,28 @@ def dynamic_glimpses(log_probs, errors, eps, rule="spec", batch_size=32):
         pad = (-rows) % per_batch
         met_b = torch.cat([met, met.new_ones(N, pad)], dim=1).view(N, -1, per_batch)
         all_met = torch.where(met_b.all(dim=2), t[:, :1], never[:, :1]).min(dim=0).values
-        batch_stop = all_met.clamp(max=N).repeat_interleave(per_batch)[:rows]  # (rows,)
+        batch_stops = all_met.clamp(max=N)  # (number of minibatches,)
+        batch_stop = batch_stops.repeat_interleave(per_batch)[:rows]  # (rows,)
         held = cond & (t <= batch_stop)
         steps = torch.where(held, t, torch.zeros_like(t)).max(dim=0).values
         steps = torch.where(steps == 0, torch.full_like(steps, N), steps)
     chosen = log_probs.gather(0, (steps - 1)[None, :, None].expand(1, rows, K))[0]
     answer = chosen.view(n, R, K).mean(dim=1).argmax(dim=-1)
-    return steps, answer
+    return steps, answer, batch_stops
 
 
 def dynamic_sweep(log_probs, errors, labels, rates, rule="spec", batch_size=32):
-    """[(eps, mean glimpses over rows, accuracy)] for each exploration rate eps; log_probs and
-    errors (N, n, R, K) as in `dynamic_glimpses`."""
+    """[(eps, mean glimpses over rows, accuracy)] for each exploration rate eps, and for the
+    released rule how many minibatches stopped at each step ({step: count}, the steps at
+    which some did); log_probs and errors (N, n, R, K) as in `dynamic_glimpses`."""
     points = []
     for eps in rates:
-        steps, answer = dynamic_glimpses(log_probs, errors, eps, rule, batch_size)
+        steps, answer, batch_stops = dynamic_glimpses(log_probs, errors, eps, rule, batch_size)
         points.append({"exploration_rate": eps, "mean_glimpses": steps.float().mean().item(),
                        "accuracy": (answer == labels).float().mean().item()})
+        if batch_stops is not None:
+            at, count = batch_stops.unique(return_counts=True)
+            points[-1]["batch_stops"] = dict(zip(map(str, at.tolist()), count.tolist()))
     return points
 
 

@@ -3,7 +3,7 @@ evaluations, Monte Carlo averaging, and the two evaluation protocols."""
 import pytest
 import torch
 
-from evaluate import (accuracy_curve, dynamic_glimpses, monte_carlo, run_glimpses,
+from evaluate import (accuracy_curve, dynamic_glimpses, dynamic_sweep, monte_carlo, run_glimpses,
                       stop_condition, stop_profile)
 from conftest import tiny_model
 
@@ -23,7 +23,7 @@ def test_eps_zero_stops_every_sample_after_the_first_glimpse():
     p = torch.softmax(torch.randn(7, 50, 10), dim=-1)
     e = torch.rand(7, 50, 10)
     for rule in ("spec", "released"):
-        steps, answer = dynamic(p, e, 0.0, rule)
+        steps, answer, _ = dynamic(p, e, 0.0, rule)
         assert steps.tolist() == [1] * 50
         assert torch.equal(answer, p[0].argmax(-1))
 
@@ -32,7 +32,7 @@ def test_a_sample_whose_bounds_never_separate_answers_at_the_cap():
     # Two classes tied in every step: the lower bound of a* never clears the runner-up's.
     p = probs(*[[[0.5, 0.5, 0.0]]] * 4, )
     e = torch.full_like(p, 0.1)
-    steps, answer = dynamic(p, e, 0.5, "spec")
+    steps, answer, _ = dynamic(p, e, 0.5, "spec")
     assert steps.tolist() == [4]
     assert answer.tolist() == [0]  # argmax at the last step (the first of the tie)
 
@@ -45,7 +45,7 @@ def test_the_first_stopping_step_is_taken_not_a_later_one():
     cond = stop_condition(p, e, eps, "spec")
     assert cond[:, 0].tolist() == [True, True, False, True]
     p2 = probs([[0.52, 0.48, 0.0]], [[0.9, 0.1, 0.0]], [[0.5, 0.5, 0.0]], [[0.05, 0.95, 0.0]])
-    steps, answer = dynamic(p2, e, eps, "spec")
+    steps, answer, _ = dynamic(p2, e, eps, "spec")
     assert steps.tolist() == [2] and answer.tolist() == [0]
 
 
@@ -81,20 +81,27 @@ def test_released_rule_keeps_the_last_step_and_stops_whole_minibatches():
     e = _uncertain_where_tied(p)
     cond = stop_condition(p, e, 1.0, "released")
     assert cond.T.tolist() == [[True, True, False, True], [False, False, True, True]]
-    steps, answer = dynamic(p, e, 1.0, "released", batch_size=2)
+    steps, answer, batch_stops = dynamic(p, e, 1.0, "released", batch_size=2)
     assert steps.tolist() == [2, 3] and answer.tolist() == [1, 0]
-    steps, answer = dynamic(p, e, 1.0, "spec")
-    assert steps.tolist() == [1, 3] and answer.tolist() == [0, 0]
+    assert batch_stops.tolist() == [3]
+    steps, answer, batch_stops = dynamic(p, e, 1.0, "spec")
+    assert steps.tolist() == [1, 3] and answer.tolist() == [0, 0] and batch_stops is None
     # With a batch of one sample each, every sample stops at its own first step.
-    steps, _ = dynamic(p, e, 1.0, "released", batch_size=1)
-    assert steps.tolist() == [1, 3]
+    steps, _, batch_stops = dynamic(p, e, 1.0, "released", batch_size=1)
+    assert steps.tolist() == [1, 3] and batch_stops.tolist() == [1, 3]
+    # The sweep counts the minibatches by the step at which they stopped.
+    labels = torch.tensor([0, 0])
+    (point,) = dynamic_sweep(p.log()[:, :, None], e[:, :, None], labels, [1.0], "released", 1)
+    assert point["batch_stops"] == {"1": 1, "3": 1}
+    (point,) = dynamic_sweep(p.log()[:, :, None], e[:, :, None], labels, [1.0], "spec", 1)
+    assert "batch_stops" not in point
 
 
 def test_released_rule_sample_that_never_meets_the_rule_answers_at_the_cap():
     unsure = [0.5, 0.5]
     p = probs([unsure, [0.9, 0.1]], [unsure, unsure], [unsure, unsure])
     e = _uncertain_where_tied(p)
-    steps, answer = dynamic(p, e, 1.0, "released", batch_size=32)
+    steps, answer, _ = dynamic(p, e, 1.0, "released", batch_size=32)
     assert steps.tolist() == [3, 1]
     assert answer.tolist() == [0, 0]
 
@@ -111,9 +118,9 @@ def test_released_rule_picks_the_runner_up_by_its_upper_bound():
     lower = p - e
     by_lower = lower[0, 0, 0] >= lower[0, 0, 1:].max()  # the other reading, for contrast
     assert not by_lower
-    steps, answer = dynamic(p, e, 1.0, "released", batch_size=1)
+    steps, answer, _ = dynamic(p, e, 1.0, "released", batch_size=1)
     assert steps.tolist() == [1] and answer.tolist() == [0]
-    steps, _ = dynamic(p, e, 1.0, "spec")
+    steps, _, _ = dynamic(p, e, 1.0, "spec")
     assert steps.tolist() == [2]
 
 
@@ -127,14 +134,14 @@ def test_copies_stop_on_their_own_under_the_author_protocol():
                       [[[0.45, 0.45, 0.10], [0.30, 0.60, 0.10]]]])  # (N=2, n=1, R=2, K=3)
     e = torch.full_like(p, 0.05)
     e[0, 0, 1, 1] = e[1, 0, 0, 0] = 0.2
-    steps, answer = dynamic_glimpses(p.log(), e, 1.0, "spec")
+    steps, answer, _ = dynamic_glimpses(p.log(), e, 1.0, "spec")
     assert steps.tolist() == [1, 2] and answer.tolist() == [0]
     lp, err = monte_carlo(p.log(), e)
-    steps, answer = dynamic_glimpses(lp, err, 1.0, "spec")
+    steps, answer, _ = dynamic_glimpses(lp, err, 1.0, "spec")
     assert steps.tolist() == [2] and answer.tolist() == [1]
     # released rule, one image per batch: the batch waits for both copies (step 2); each
     # copy answers at the last step by then at which it could stop.
-    steps, answer = dynamic_glimpses(p.log(), e, 1.0, "released", batch_size=1)
+    steps, answer, _ = dynamic_glimpses(p.log(), e, 1.0, "released", batch_size=1)
     assert steps.tolist() == [1, 2] and answer.tolist() == [0]
 
 
