@@ -324,7 +324,8 @@ def measurement(r):
     """What a results file measured, whichever checkpoint it measured it on: (run, protocol,
     N, M, number of test images, with a curve, the dynamic rules)."""
     return (r["run"], r["protocol"], r["fixed"]["N"], r["fixed"]["M"], r["num_test_images"],
-            "curve" in r, tuple(rule for rule in ("spec", "released") if rule in r.get("dynamic", {})))
+            "curve" in r,
+            tuple(rule for rule in ("spec", "released") if rule in r.get("dynamic", {})))
 
 
 def read_results(results_dir):
