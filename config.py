@@ -80,6 +80,10 @@ paper.add_argument("--lambda_intrinsic", type=listed(float), default=None,
                    help="lambda_2, weight of L_intr; the cross-entropy is SUMMED over the batch "
                         "(as in the released code), so the paper's values transfer only at batch "
                         "32; default 1e-1 (mnist), 1e-2 (translated)")
+paper.add_argument("--uncertainty_routing", choices=["paper", "released"], default="paper",
+                   help="paper: L_unc moves RAM through h_t and p_t, never the error network's "
+                        "weights (the paper's intent); released: also the error network's "
+                        "weights, as the released code does")
 paper.add_argument("--dynamic", type=str2bool, default=False,
                    help="test with a per-sample dynamic number of glimpses (stop when the "
                         "confidence bounds of the two best classes separate)")
@@ -208,12 +212,14 @@ VARIANTS = {"original": (False, False), "uncertainty": (True, False),
 ARCHITECTURE = ("dataset", "patch_size", "num_patches", "glimpse_scale", "glimpse_hidden",
                 "loc_hidden", "hidden_size", "location_hidden", "baseline_relu")
 TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
-                           "lambda_uncertainty", "lambda_intrinsic", "batch_size", "init_lr",
+                           "uncertainty_routing", "lambda_uncertainty", "lambda_intrinsic",
+                           "batch_size", "init_lr",
                            "lr_schedule", "lr_patience", "train_patience", "valid_size",
                            "subset", "shuffle", "random_seed")
 # Settings added after checkpoints were first shipped: a checkpoint without one was made with
 # this value (utils.load_checkpoint fills it in).
-ADDED_SETTINGS = {key: parser.get_default(key) for key in ("location_hidden", "baseline_relu")}
+ADDED_SETTINGS = {key: parser.get_default(key)
+                  for key in ("location_hidden", "baseline_relu", "uncertainty_routing")}
 
 # The paper's training recipe, and the run-name tag of each of its settings where a run
 # differs from it (the paper's std is the dataset's, DATASET_DEFAULTS). Runs of two recipes
@@ -223,7 +229,9 @@ RECIPE_TAGS = {"batch_size": lambda c: f"b{c.batch_size}", "std": lambda c: f"st
                "lr_schedule": lambda c: f"plateau{c.lr_patience}",  # the one other schedule
                "train_patience": lambda c: f"tp{c.train_patience}",
                "location_hidden": lambda c: f"lh{c.location_hidden}",
-               "baseline_relu": lambda c: "blin"}  # the one other value
+               "baseline_relu": lambda c: "blin",  # the one other value
+               # the one other value, where the variant has the term
+               "uncertainty_routing": lambda c: "relroute" if c.uncertainty else ""}
 PAPER_RECIPE = {key: parser.get_default(key) for key in RECIPE_TAGS}  # std: None here
 
 
@@ -231,8 +239,8 @@ def recipe_name(cfg):
     """Where the run's recipe differs from the paper's, as run-name tags: '' for the paper's
     recipe, else e.g. '_b128_std0.05_plateau20'."""
     paper = dict(PAPER_RECIPE, std=DATASET_DEFAULTS[cfg.dataset]["std"])
-    return "".join(f"_{tag(cfg)}" for key, tag in RECIPE_TAGS.items()
-                   if getattr(cfg, key) != paper[key])
+    tags = [tag(cfg) for key, tag in RECIPE_TAGS.items() if getattr(cfg, key) != paper[key]]
+    return "".join(f"_{tag}" for tag in tags if tag)
 
 
 # The random streams of a training run, each drawn from a generator of its own (seed_of).
@@ -292,7 +300,7 @@ _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_
                        + "|".join(VARIANTS) + ")"
                        + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
                                  for key, (tag, _) in NAMED_WEIGHTS.items())
-                       + r"(?P<recipe>(?:_(?:b|std|lr|plateau|tp|lh|blin)[\d.e+-]*)*)"
+                       + r"(?P<recipe>(?:_(?:b|std|lr|plateau|tp|lh|blin|relroute)[\d.e+-]*)*)"
                        + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 

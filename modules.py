@@ -221,17 +221,23 @@ class ErrorNetwork(nn.Module):
     "Objective"):
     e_t for L_unc, whose gradient reaches RAM through h_t and p_t but not these weights;
     e_t_fit for L_fit, whose gradient reaches these weights only.
+    With released_routing (--uncertainty_routing=released, the released code's), L_unc's
+    gradient reaches these weights too.
     """
 
-    def __init__(self, runs, hidden_size, num_classes):
+    def __init__(self, runs, hidden_size, num_classes, released_routing=False):
         super().__init__()
+        self.released_routing = released_routing
         self.fc = StackedLinear(runs, hidden_size + num_classes, num_classes)
 
     def forward(self, h_t, p_t):
         z = torch.cat([h_t, p_t], dim=-1)
-        # detach the weights: minimising the predicted error must move RAM, not shrink the
-        # estimator that makes the prediction.
-        e_t = F.relu(stacked_linear(z, self.fc.weight.detach(), self.fc.bias.detach()))
+        if self.released_routing:
+            e_t = F.relu(self.fc(z))
+        else:
+            # detach the weights: minimising the predicted error must move RAM, not shrink
+            # the estimator that makes the prediction.
+            e_t = F.relu(stacked_linear(z, self.fc.weight.detach(), self.fc.bias.detach()))
         # detach the input: fitting the estimator must not move RAM towards easier-to-predict
         # states.
         e_t_fit = F.relu(self.fc(z.detach()))

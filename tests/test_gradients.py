@@ -131,6 +131,19 @@ def test_the_location_options_hidden_layer_is_trained_by_reinforce_only(device):
                 assert moved == (name == "reinforce"), (name, r)
 
 
+@pytest.mark.parametrize("term", list(EXPECTED))
+def test_released_routing_lets_the_uncertainty_term_move_the_error_network(term, device):
+    """--uncertainty_routing=released: L_unc reaches the error network's weights as well, in
+    the runs that have it; every other term reaches what it reaches in the paper's routing."""
+    model = live_model(device, uncertainty_routing="released")
+    out, y = forward_with_mixed_rewards(model, device)
+    terms, _ = trainer.loss_terms(out, y, trainer.loss_weights(CFGS, device))
+    grads = group_grads(model, terms[term].sum())
+    for r, cfg in enumerate(CFGS):
+        want = EXPECTED[term] | ({"error"} if term == "uncertainty" else set())
+        assert reached(grads, r) == (want if trainer.has_term(cfg, term) else set()), (term, r)
+
+
 def test_total_loss_reaches_every_group(terms_and_model):
     """Every group of every run that has a term for it: all six for the runs with L_fit, all
     but the error network for the others."""

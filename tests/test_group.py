@@ -109,6 +109,10 @@ def test_run_names_say_the_recipe():
     names = {config.run_name(config.get_config([f, "--intrinsic=True"])) for f in flags}
     assert names == {f"mnist_ram_6_8x8_s2_k1_intrinsic_{tag}_seed1" for tag in (
         "b128", "std0.05", "lr0.001", "plateau20", "tp200", "lh256", "blin")}
+    # the released routing of L_unc: in the name where the variant has the term
+    routed = config.get_configs(["--uncertainty_routing=released", "--uncertainty=False,True"])
+    assert [config.run_name(c) for c in routed] == [
+        "mnist_ram_6_8x8_s2_k1_original_seed1", "mnist_ram_6_8x8_s2_k1_uncertainty_relroute_seed1"]
     cfg = config.get_config(flags + ["--lambda_intrinsic=0.01", "--intrinsic=True"])
     parsed = config.parse_run_name(config.run_name(cfg))
     assert parsed["recipe"] == "b128_std0.05_lr0.001_plateau20_tp200_lh256_blin"
