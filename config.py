@@ -12,6 +12,7 @@ settings a checkpoint must share with the command line.
 """
 import argparse
 import itertools
+import math
 import re
 import sys
 
@@ -54,8 +55,15 @@ DATASET_DEFAULTS = {
                   lambda_intrinsic=1e-1, lambda_uncertainty=1e-5),
     "translated": dict(patch_size=12, num_patches=3, glimpse_scale=2, num_glimpses=6, std=0.03,
                        lambda_intrinsic=1e-2, lambda_uncertainty=1e-5),
+    # Mnih et al.'s Table 2 models; the std and the loss weights, which they do not give, are
+    # translated MNIST's.
+    "cluttered": dict(patch_size=12, num_patches=3, glimpse_scale=2, num_glimpses=8, std=0.03,
+                      lambda_intrinsic=1e-2, lambda_uncertainty=1e-5, distractors=4),
+    "cluttered100": dict(patch_size=12, num_patches=4, glimpse_scale=2, num_glimpses=8, std=0.03,
+                         lambda_intrinsic=1e-2, lambda_uncertainty=1e-5, distractors=8),
 }
-IMAGE_SIZE = {"mnist": 28, "translated": 60}
+IMAGE_SIZE = {"mnist": 28, "translated": 60, "cluttered": 60, "cluttered100": 100}
+CLUTTERED = tuple(d for d, defaults in DATASET_DEFAULTS.items() if "distractors" in defaults)
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -96,7 +104,9 @@ paper.add_argument("--stopping_rule", choices=["spec", "released"], nargs="+", d
                         "rule held, whole minibatches of batch_size stopped together); default "
                         "spec (--protocol=ours), released (--protocol=author)")
 paper.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="mnist",
-                   help="28x28 MNIST, or MNIST pasted at a random place on a 60x60 canvas")
+                   help="28x28 MNIST; translated: MNIST pasted at a random place on a 60x60 "
+                        "canvas; cluttered, cluttered100: the same on 60x60 and 100x100 canvases "
+                        "with 8x8 distractor patches cut from other digits (Mnih et al. 2014)")
 
 # The Recurrent Attention Model.
 ram = parser.add_argument_group("glimpse network")
@@ -152,6 +162,10 @@ evaluation.add_argument("--num_test", type=int, default=0,
 data = parser.add_argument_group("data")
 data.add_argument("--download", type=str2bool, default=False,
                   help="download MNIST through torchvision if its files are missing from data_dir")
+data.add_argument("--distractors", type=int, default=None,
+                  help="cluttered datasets only: 8x8 patches, each cut at a random place of "
+                       "another image of the same split, pasted at random places on the "
+                       "canvas; default 4 (cluttered), 8 (cluttered100)")
 data.add_argument("--valid_size", type=float, default=0.1,
                   help="fraction of the 60,000 training images held out for validation (0: none; "
                        "the training metrics then choose the best checkpoint)")
@@ -209,8 +223,8 @@ VARIANTS = {"original": (False, False), "uncertainty": (True, False),
 
 # Settings a checkpoint must share with the flags to be loaded at all (the shapes and the
 # meaning of the weights), and in addition to be trained further.
-ARCHITECTURE = ("dataset", "patch_size", "num_patches", "glimpse_scale", "glimpse_hidden",
-                "loc_hidden", "hidden_size", "location_hidden", "baseline_relu")
+ARCHITECTURE = ("dataset", "distractors", "patch_size", "num_patches", "glimpse_scale",
+                "glimpse_hidden", "loc_hidden", "hidden_size", "location_hidden", "baseline_relu")
 TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
                            "uncertainty_routing", "lambda_uncertainty", "lambda_intrinsic",
                            "batch_size", "init_lr",
@@ -219,7 +233,8 @@ TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
 # Settings added after checkpoints were first shipped: a checkpoint without one was made with
 # this value (utils.load_checkpoint fills it in).
 ADDED_SETTINGS = {key: parser.get_default(key)
-                  for key in ("location_hidden", "baseline_relu", "uncertainty_routing")}
+                  for key in ("location_hidden", "baseline_relu", "uncertainty_routing",
+                              "distractors")}
 
 # The paper's training recipe, and the run-name tag of each of its settings where a run
 # differs from it (the paper's std is the dataset's, DATASET_DEFAULTS). Runs of two recipes
@@ -231,7 +246,10 @@ RECIPE_TAGS = {"batch_size": lambda c: f"b{c.batch_size}", "std": lambda c: f"st
                "location_hidden": lambda c: f"lh{c.location_hidden}",
                "baseline_relu": lambda c: "blin",  # the one other value
                # the one other value, where the variant has the term
-               "uncertainty_routing": lambda c: "relroute" if c.uncertainty else ""}
+               "uncertainty_routing": lambda c: "relroute" if c.uncertainty else "",
+               # the paper's count is the cluttered dataset's (None for the others)
+               "distractors": lambda c: (f"d{c.distractors}" if c.distractors
+                                         != DATASET_DEFAULTS[c.dataset].get("distractors") else "")}
 PAPER_RECIPE = {key: parser.get_default(key) for key in RECIPE_TAGS}  # std: None here
 
 
@@ -246,6 +264,11 @@ def recipe_name(cfg):
 # The random streams of a training run, each drawn from a generator of its own (seed_of).
 TRAINING_STREAMS = ("split", "weights", "policy", "train_order", "train_translation",
                     "train_workers", "valid_order", "valid_translation", "valid_workers")
+# The cluttered datasets' fixed sets, the same in every run: clutter_split, the torch
+# permutation that holds out their validation images; valid_clutter and test_clutter, the
+# canvases of their validation and test sets. Negative, so that no run's stream (all >= 0)
+# can take them.
+FIXED_STREAMS = {"clutter_split": -1, "valid_clutter": -2, "test_clutter": -3}
 
 
 def seed_of(seed, stream, batch=0):
@@ -258,9 +281,12 @@ def seed_of(seed, stream, batch=0):
     shuffles, canvas positions, and DataLoader's base seed (drawn even without workers).
     Testing, fixed by the published results: "test_author", the run's seed before every batch
     (the released code's); "test_ours", seed * 1_000_003 + batch before evaluation batch
-    `batch`; "test_canvas", 0, the released code's seed of the translated test set."""
+    `batch`; "test_canvas", 0, the released code's seed of the translated test set.
+    The cluttered datasets' fixed sets, FIXED_STREAMS, take no run seed (None will do)."""
     if stream in TRAINING_STREAMS:
         return 100 * seed + 10 + TRAINING_STREAMS.index(stream)
+    if stream in FIXED_STREAMS:
+        return FIXED_STREAMS[stream]
     return {"test_author": seed, "test_ours": seed * 1_000_003 + batch, "test_canvas": 0}[stream]
 
 
@@ -300,7 +326,7 @@ _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_
                        + "|".join(VARIANTS) + ")"
                        + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
                                  for key, (tag, _) in NAMED_WEIGHTS.items())
-                       + r"(?P<recipe>(?:_(?:b|std|lr|plateau|tp|lh|blin|relroute)[\d.e+-]*)*)"
+                       + r"(?P<recipe>(?:_(?:b|std|lr|plateau|tp|lh|blin|relroute|d)[\d.e+-]*)*)"
                        + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 
@@ -371,6 +397,10 @@ def adopt_settings(cfg, saved, keys):
 def check_config(cfg):
     """Raise ConfigError, in one sentence, for settings that cannot work."""
     canvas = IMAGE_SIZE[cfg.dataset]
+    # The cluttered training and validation parts cut each distractor from another of their
+    # images: each needs two, or none (no validation).
+    n = cfg.subset or 60000
+    parts = (n - math.floor(cfg.valid_size * n), math.floor(cfg.valid_size * n))
     largest = cfg.patch_size * cfg.glimpse_scale ** (cfg.num_patches - 1) if cfg.num_patches >= 1 else 0
     rules = [
         (cfg.std > 0, f"--std must be positive, got {cfg.std}"),
@@ -378,6 +408,14 @@ def check_config(cfg):
         (cfg.patch_size >= 1, f"--patch_size must be at least 1, got {cfg.patch_size}"),
         (cfg.glimpse_scale >= 1, f"--glimpse_scale must be at least 1, got {cfg.glimpse_scale}"),
         (cfg.num_patches >= 1, f"--num_patches must be at least 1, got {cfg.num_patches}"),
+        (cfg.distractors is None or cfg.dataset in CLUTTERED,
+         f"--distractors applies to the cluttered datasets ({', '.join(CLUTTERED)}) only, not "
+         f"to {cfg.dataset}"),
+        ((cfg.distractors or 0) >= 0,
+         f"--distractors must not be negative, got {cfg.distractors}"),
+        (not cfg.distractors or all(p != 1 for p in parts),
+         f"--subset={cfg.subset} with --valid_size={cfg.valid_size} leaves a single training "
+         f"or validation image, which has no other image to cut distractors from"),
         (cfg.location_hidden >= 0, f"--location_hidden must not be negative, got "
                                    f"{cfg.location_hidden}"),
         (largest <= canvas, f"the largest patch ({largest} pixels: patch_size {cfg.patch_size} "

@@ -6,7 +6,9 @@ import numpy as np
 
 from config import VARIANTS
 
-DATASET_TITLES = {"mnist": "MNIST 28x28", "translated": "translated MNIST 60x60"}
+DATASET_TITLES = {"mnist": "MNIST 28x28", "translated": "translated MNIST 60x60",
+                  "cluttered": "cluttered translated MNIST 60x60",
+                  "cluttered100": "cluttered translated MNIST 100x100"}
 COLORS = dict(zip(VARIANTS, ("tab:gray", "tab:blue", "tab:orange", "tab:green")))
 LABELS = {"original": "RAM", "uncertainty": "RAM + uncertainty", "intrinsic": "RAM + intrinsic",
           "both": "RAM + both"}

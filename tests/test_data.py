@@ -211,17 +211,22 @@ def test_corrupt_gz_gives_data_error(tmp_path):
 
 
 def test_no_two_random_streams_share_a_seed():
-    """config.seed_of: within a run, the training streams and the testing ones (ten batches
-    of our protocol) all differ, the policy's and the validation canvas's among them; across
-    runs 1..200 no training stream repeats."""
+    """config.seed_of: within a run, the training streams, the testing ones (ten batches of
+    our protocol) and the cluttered datasets' fixed ones all differ, the policy's and the
+    validation canvas's among them; across runs 1..200 no training stream repeats, and no
+    stream of any run takes a fixed stream's seed, which is the same in every run."""
     import config
     testing = lambda s: [config.seed_of(s, "test_author"), config.seed_of(s, "test_canvas")] + \
         [config.seed_of(s, "test_ours", b) for b in range(10)]
     training = lambda s: [config.seed_of(s, k) for k in config.TRAINING_STREAMS]
+    fixed = lambda s: [config.seed_of(s, k) for k in ("clutter_split", "valid_clutter",
+                                                      "test_clutter")]
     for s in range(1, 201):
-        seeds = training(s) + testing(s)
+        seeds = training(s) + testing(s) + fixed(s)
         assert len(set(seeds)) == len(seeds), s
+        assert fixed(s) == fixed(1) == fixed(None)
     every = [v for s in range(1, 201) for v in training(s)]
     assert len(set(every)) == len(every)
+    assert not set(fixed(1)) & {v for s in range(1, 201) for v in training(s) + testing(s)}
     assert config.seed_of(1, "policy") != config.seed_of(1, "valid_translation")
 
