@@ -87,7 +87,7 @@ paper.add_argument("--lambda_uncertainty", type=listed(float), default=None,
 paper.add_argument("--lambda_intrinsic", type=listed(float), default=None,
                    help="lambda_2, weight of L_intr; the cross-entropy is SUMMED over the batch "
                         "(as in the released code), so the paper's values transfer only at batch "
-                        "32; default 1e-1 (mnist), 1e-2 (translated)")
+                        "32; default 1e-1 (mnist), 1e-2 (the others)")
 paper.add_argument("--uncertainty_routing", choices=["paper", "released"], default="paper",
                    help="paper: L_unc moves RAM through h_t and p_t, never the error network's "
                         "weights (the paper's intent); released: also the error network's "
@@ -111,11 +111,12 @@ paper.add_argument("--dataset", choices=sorted(DATASET_DEFAULTS), default="mnist
 # The Recurrent Attention Model.
 ram = parser.add_argument_group("glimpse network")
 ram.add_argument("--patch_size", type=int, default=None, help="g: side of the smallest patch; "
-                 "default 8 (mnist), 12 (translated)")
+                 "default 8 (mnist), 12 (the others)")
 ram.add_argument("--glimpse_scale", type=int, default=None,
                  help="s: each patch is s times wider than the previous one; default 2")
 ram.add_argument("--num_patches", type=int, default=None,
-                 help="k: patches per glimpse; default 1 (mnist), 3 (translated)")
+                 help="k: patches per glimpse; default 1 (mnist), 3 (translated, "
+                      "cluttered), 4 (cluttered100)")
 ram.add_argument("--loc_hidden", type=int, default=128, help="size of h_l, the location code")
 ram.add_argument("--location_hidden", type=int, default=0,
                  help="beyond the paper: a hidden ReLU layer of this size in the location "
@@ -128,11 +129,12 @@ ram.add_argument("--glimpse_hidden", type=int, default=128, help="size of h_phi,
 core = parser.add_argument_group("core and policy")
 core.add_argument("--num_glimpses", type=int, default=None,
                   help="T: glimpses per image in training (and in testing unless "
-                       "--test_glimpses is set); default 6")
+                       "--test_glimpses is set); default 6 (mnist, translated), 8 "
+                       "(cluttered, cluttered100)")
 core.add_argument("--hidden_size", type=int, default=256, help="size of h_t")
 core.add_argument("--std", type=float, default=None,
                   help="standard deviation of the Gaussian location policy; "
-                       "default 0.10 (mnist), 0.03 (translated)")
+                       "default 0.10 (mnist), 0.03 (the others)")
 core.add_argument("--M", type=int, nargs="+", default=[1],
                   help="Monte Carlo samples per test image, whose log-probabilities are "
                        "averaged; several values evaluate each (e.g. --M 1 10)")
