@@ -174,6 +174,21 @@ def _first_epoch_ended(run_dir):
         return any(int(r["epoch"]) == 1 for r in csv.DictReader(f))
 
 
+def training_curves(logs_dirs):
+    """{run: {"valid_acc": [accuracy after each epoch done], "lr": [...]}} from the epochs.csv
+    of every run in logs_dirs: the validation curves by which recipes are chosen."""
+    curves = {}
+    for logs_dir in logs_dirs:
+        for path in sorted(glob.glob(os.path.join(logs_dir, "*", "epochs.csv"))):
+            name = os.path.basename(os.path.dirname(path))
+            if parse_run_name(name) is None:
+                continue
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            curves[name] = {key: [float(r[key]) for r in rows] for key in ("valid_acc", "lr")}
+    return curves
+
+
 def results_markdown(results_dir, first_epoch):
     """The README's result tables, in markdown, from the evaluation JSONs of results_dir (the
     grid, and the studies beside it in its SINGLE_RUNS and SECOND_GROUP folders) and a
@@ -185,20 +200,27 @@ def results_markdown(results_dir, first_epoch):
                            read_results(os.path.join(results_dir, SECOND_GROUP)))
 
 
-def write_tables(results_dir, logs_dir):
-    """results_dir/tables.md, and results_dir/first_epoch.json, the first-epoch numbers the
-    tables use: made from the logs where they are, read back where they are not (the logs
-    are not committed; their summary is). Returns the path of the tables."""
-    first_epoch = first_epoch_summary(logs_dir)
-    summary = os.path.join(results_dir, "first_epoch.json")
-    if first_epoch:
-        write_json(first_epoch, summary)
-    elif os.path.exists(summary):
-        with open(summary) as f:
-            first_epoch = json.load(f)
+def _summary(made, path):
+    """The summary `made` from the logs, written to path, where there are logs; else the one
+    committed at path ({} if none): the logs are not committed, their summaries are."""
+    if made:
+        write_json(made, path)
+        return made
+    return _read_json(path)
+
+
+def write_tables(results_dir, logs_dir, curve_logs=()):
+    """results_dir/tables.md, with results_dir/first_epoch.json (the first epoch's running
+    accuracies, from logs_dir) and results_dir/training_curves.json (the validation curves
+    of the runs in curve_logs), each made from the logs where they are, read back where they
+    are not. Returns the path of the tables."""
+    first_epoch = _summary(first_epoch_summary(logs_dir),
+                           os.path.join(results_dir, "first_epoch.json"))
+    curves = _summary(training_curves(curve_logs),
+                      os.path.join(results_dir, "training_curves.json"))
     path = os.path.join(results_dir, "tables.md")
     with replacing(path) as f:
-        f.write(results_markdown(results_dir, first_epoch))
+        f.write(results_markdown(results_dir, first_epoch) + tables.recipe_table(curves))
     return path
 
 
@@ -208,6 +230,9 @@ def main(argv=None):
     p.add_argument("--results_dir", default="./results", help="evaluation JSONs (per run)")
     p.add_argument("--first_epoch_logs", default="./runs/first_epoch/logs",
                    help="logs_dir of the first-epoch runs (train_iterations.csv per run)")
+    p.add_argument("--curve_logs", nargs="*", default=[],
+                   help="logs_dirs of runs whose validation curves go into the recipe table "
+                        "(results/training_curves.json keeps them)")
     p.add_argument("--plots_dir", default="./plots", help="where the PNG and GIF files go")
     p.add_argument("--pretrained_dir", default=None,
                    help="also copy every evaluated run's best and latest checkpoints there, "
@@ -215,7 +240,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     written = export_pretrained(a.results_dir, a.pretrained_dir) if a.pretrained_dir else []
     written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir)
-    written.append(write_tables(a.results_dir, a.first_epoch_logs))
+    written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs))
     for path in written:
         print(f"[*] wrote {path}")
 

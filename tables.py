@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 import paper
-from config import VARIANTS, variant_name
+from config import VARIANTS, parse_run_name, variant_name
 from figures import DATASET_TITLES, LABELS
 
 # N of the rows of the claims table, and of the columns of the per-run tables.
@@ -405,3 +405,36 @@ def markdown(first_epoch, single_first_epoch, results, single, second):
         lines += run_table(grid, dataset, "ours")
         lines += dynamic_tables(grid, dataset)
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- recipes
+CURVE_EPOCHS = (10, 20, 40, 60, 100)
+
+
+def recipe_table(curves):
+    """The validation accuracy (N = T, M = 1) of the runs of each recipe, seeds pooled:
+    its best and the epoch of the best, and the curve at CURVE_EPOCHS; from
+    report.training_curves. '' without curves."""
+    by_recipe = {}
+    for name, curve in sorted(curves.items()):
+        run = parse_run_name(name)
+        key = name[:name.rindex("_seed")]
+        by_recipe.setdefault(key, []).append((run["random_seed"], curve["valid_acc"]))
+    rows = []
+    for key, seeds in by_recipe.items():
+        best = [max(acc) for _, acc in seeds]
+        epochs = [acc.index(max(acc)) + 1 for _, acc in seeds]
+        at = [spread_cell(spread([100 * acc[e - 1] if len(acc) >= e else None
+                                  for _, acc in seeds]), 2, seeds=False)
+              for e in CURVE_EPOCHS]
+        rows.append([key, ", ".join(str(s) for s, _ in seeds),
+                     ", ".join(str(len(acc)) for _, acc in seeds),
+                     spread_cell(spread([100 * b for b in best]), 2, seeds=False),
+                     ", ".join(map(str, epochs)), *at])
+    if not rows:
+        return ""
+    return "\n" + "\n".join(_section(
+        "Validation accuracy (%) of the recipes, N = T, M = 1, from each run's epochs.csv: "
+        "mean +- sd [lowest, highest] over the seeds",
+        ["runs", "seeds", "epochs done", "best", "epoch of the best",
+         *[f"epoch {e}" for e in CURVE_EPOCHS]], rows))
