@@ -185,3 +185,23 @@ def test_the_committed_tables_are_made_from_the_committed_results():
         first_epoch = json.load(f)
     with open(os.path.join(results, "tables.md")) as f:
         assert report.results_markdown(results, first_epoch) == f.read()
+
+
+def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_path):
+    """report.training_curves reads each run's validation curve; tables.recipe_table pools the
+    seeds of a recipe: best accuracy and its epoch, and the curve at fixed epochs."""
+    curves = {"mnist_ram_6_8x8_s2_k1_original_b128_seed1": [0.5, 0.9, 0.8],
+              "mnist_ram_6_8x8_s2_k1_original_b128_seed2": [0.6, 0.7, 0.95],
+              "mnist_ram_6_8x8_s2_k1_original_seed1": [0.4]}
+    for name, accs in curves.items():
+        os.makedirs(tmp_path / name)
+        rows = [f"{e + 1},0,0,0,{a},3e-4" for e, a in enumerate(accs)]
+        (tmp_path / name / "epochs.csv").write_text(
+            "epoch,train_loss,train_acc,valid_loss,valid_acc,lr\n" + "\n".join(rows) + "\n")
+    read = report.training_curves([str(tmp_path)])
+    assert {k: v["valid_acc"] for k, v in read.items()} == curves
+    text = tables.recipe_table(read)
+    row = next(line for line in text.splitlines() if "_b128 |" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["1, 2", "3, 3", "92.50 +- 3.54 [90.00, 95.00]", "2, 3"]
+    assert tables.recipe_table({}) == ""
