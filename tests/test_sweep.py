@@ -1,10 +1,14 @@
-"""sweep.py on a local Ray instance: a grid trains the groups main.py would train, bit for bit;
-a sweep started again trains nothing; Ctrl-C on the driver and a killed worker both end, after
-a resume and a retry, in the checkpoints of an uninterrupted run."""
+"""sweep.py on a Ray instance of its own: a grid trains the groups main.py would train, bit for
+bit; a sweep started again trains nothing; Ctrl-C on the driver and a killed worker both end,
+after a resume and a retry, in the checkpoints of an uninterrupted run; a task that raises is
+reported once, from its exception."""
+import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -49,6 +53,18 @@ def ckpt(folder, run, kind="latest"):
     return torch.load(f"{folder}/{run}_{kind}.pt", weights_only=True)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_tmp():
+    """A folder for the files of the tests' Ray instances, removed afterwards (each keeps the
+    copy of the repository that travelled with its job); short, as Ray's socket paths must fit
+    in 107 bytes."""
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_TMPDIR", folder)
+        yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The two groups of the 2 x 2 grid, each trained by main.py in one process: ckpt dir."""
@@ -78,8 +94,8 @@ def test_a_grid_trains_the_groups_of_main_py_and_a_second_sweep_trains_nothing(
                                   "--max_glimpses=8", "--num_test=200"))
     assert code == 0, err
     assert "4 runs: 0 trained, 4 to train in 2 groups" in out
-    assert out.count("finished") == 2 and out.count("protocol evaluated") == 8
-    assert "protocol evaluated (0 evaluations queued or running)" in out
+    assert out.count("started in process") == 2 and out.count("finished") == 2
+    assert out.count("protocol evaluated") == 8 and "evaluated (0 evaluations left)" in out
     files = tmp_path / "runs" / "sweep"
     for variant in GROUPS:
         for run in runs(variant):
@@ -126,11 +142,13 @@ def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_pat
             return [line for line in f if line.startswith(start)]
 
     proc = sweep(tmp_path, *flags)
-    wait_for(lambda: len(lines("[*] resuming")) == 2, proc)  # the second attempt trains
-    os.kill(int(lines("[sweep] attempt")[-1].split()[4]), signal.SIGKILL)
+    wait_for(lambda: len(lines("[*] resuming")) == 2, proc)  # the second sweep trains
+    os.kill(int(lines("[sweep] attempt")[-1].split()[5]), signal.SIGKILL)
     code, out, err = finish(proc)
     assert code == 0, err
-    assert "started" in out and "retried (attempt 2)" in out, out
+    assert "started in process" in out and "retried by Ray (attempt 2," in out, out
+    # Ray's count of the attempts: one in the first sweep, two in the second.
+    assert [line.split()[2] for line in lines("[sweep] attempt")] == ["1", "1", "2"]
     assert len(lines("[*] resuming")) == 2 * 2  # two resumes of two runs
     for run in runs("original"):
         assert not (ckpt_dir / f"{run}.lock").exists()
@@ -139,6 +157,32 @@ def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_pat
         for log in ("train_iterations.csv", "epochs.csv"):
             assert (tmp_path / "runs" / "sweep" / "logs" / run / log).read_text() == \
                 (reference.parent / "logs" / run / log).read_text(), log
+
+
+def test_a_task_that_raises_is_reported_once_from_its_exception(tmp_path, ray_tmp):
+    """A group without its data: its task, running on the copy of the repository that
+    travelled with the job, raises DataError, which Ray hands to the driver; the sweep names
+    it and the console log once, with the four evaluations that waited for the group and that
+    Ray never starts, and exits 1 without a report."""
+    code, out, err = finish(sweep(tmp_path, *GROUPS["original"], "--max_glimpses=8",
+                                  f"--data_dir={tmp_path}/nowhere"))
+    assert code == 1, err
+    copy = [p for p in sorted(glob.glob(f"{ray_tmp}/ray/session_2*/runtime_resources/"
+                                        "working_dir_files/_ray_pkg_*")) if os.path.isdir(p)][-1]
+    assert {"main.py", "sweep.py", "data"} <= set(os.listdir(copy))
+    assert not {"pretrained", "results", "plots", "tests", "runs"} & set(os.listdir(copy))
+    assert sorted(os.listdir(f"{copy}/data/MNIST/raw")) == sorted(
+        f for f in os.listdir(f"{DATA}/MNIST/raw") if f.endswith(".gz"))
+    log = tmp_path / "runs" / "sweep" / "logs" / "sweep" / f"{runs('original')[0]}+1.log"
+    failed = [line for line in out.splitlines() if "failed" in line]
+    assert len(failed) == 1, out
+    assert failed[0].startswith("[!] group 1/1 (mnist, 2 runs) failed: DataError: MNIST files "
+                                f"missing from {tmp_path}/nowhere/MNIST/raw: "), failed
+    assert failed[0].endswith(f"(console output: {log}); its 4 evaluations are not run")
+    assert "evaluated" not in out and "Unhandled error" not in err
+    assert f'File "{copy}/data_loader.py"' in log.read_text()  # the traceback
+    assert "data_loader.DataError: MNIST files missing" in log.read_text()
+    assert not (tmp_path / "runs" / "sweep" / "results" / "tables.md").exists()
 
 
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
@@ -186,6 +230,31 @@ def test_plan_and_pack():
     other = sweep.get_config([*sweep.plan(args, rest)[sweep.run_name(cfgs[0])][0],
                               "--hidden_size=64"])
     assert len(sweep.pack([(cfgs[0], None), (other, None)], size=8)) == 2
+
+
+def test_the_code_travels_with_the_job_and_the_outputs_stay(tmp_path):
+    """The tasks' working folder is a copy of the repository without its large folders and the
+    folders the tasks write. On a cluster, a --data_dir inside the repository travels with it,
+    named relative to it as a task finds it in its copy, and any other stays absolute; on the
+    sweep's own Ray instance, the tasks read it where it is."""
+    import sweep
+    assert {"/.git/", "/.venv/", "/runs/", "/pretrained/", "/results/"} <= set(sweep.LEFT_OUT)
+    outputs = [f"/out/runs/sweep/{folder}/" for folder in ("ckpt", "logs", "plots", "results")]
+    flags = [f"--data_dir={ROOT}/data", f"--storage={ROOT}/out"]
+    args, rest = sweep.parse([*flags, "--address=head:6379"])
+    runs = sweep.plan(args, rest)
+    assert {cfg.data_dir for _, cfg in runs.values()} == {"data"}
+    assert sweep.runtime_env(args, runs) == {"working_dir": ROOT,
+                                             "excludes": sweep.LEFT_OUT + outputs}
+    args, rest = sweep.parse(flags)
+    runs = sweep.plan(args, rest)
+    assert {cfg.data_dir for _, cfg in runs.values()} == {f"{ROOT}/data"}
+    assert sweep.runtime_env(args, runs)["excludes"] == sweep.LEFT_OUT + ["/data/"] + outputs
+    args, rest = sweep.parse([f"--data_dir={tmp_path}", f"--storage={tmp_path}",
+                              "--address=head:6379"])
+    runs = sweep.plan(args, rest)
+    assert {cfg.data_dir for _, cfg in runs.values()} == {str(tmp_path)}
+    assert sweep.runtime_env(args, runs)["excludes"] == sweep.LEFT_OUT
 
 
 def test_an_evaluation_counts_only_for_the_checkpoint_it_measured(tmp_path):
