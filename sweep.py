@@ -68,8 +68,9 @@ def parse(argv):
     p.add_argument("--dataset", type=listed(str), default=None,
                    help="datasets to sweep, comma-separated (default: the grid's, else mnist)")
     p.add_argument("--address", default=None, help="a running Ray cluster to join: its head's "
-                   "host:port, or auto for the one that `ray start` started on this machine; "
-                   "default: start a Ray instance of the sweep's own on this machine")
+                   "host:port, or auto for the one that `ray start` started on this machine "
+                   "(token authentication: README, Running a sweep); default: start a Ray "
+                   "instance of the sweep's own on this machine")
     p.add_argument("--storage", default=None, help="a folder every node sees: relative "
                    "--ckpt_dir, --logs_dir, --results_dir and --plots_dir go under it")
     p.add_argument("--group_size", type=int, default=20, help="most runs trained in one process")
@@ -473,9 +474,14 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     import ray
-    # "local": a Ray instance of the sweep's own; ray.init() would join any running here.
-    ray.init(address=args.address or "local", include_dashboard=False, log_to_driver=False,
-             runtime_env=runtime_env(args, runs))
+    try:
+        # "local": a Ray instance of the sweep's own; ray.init() would join any running here.
+        ray.init(address=args.address or "local", include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env(args, runs))
+    except ConnectionError as e:  # Ray says which; most often a token missing here
+        print(f"error: {e}; a cluster that checks a token needs RAY_AUTH_MODE=token and its "
+              f"token in RAY_AUTH_TOKEN here too (README, Running a sweep).", file=sys.stderr)
+        return 2
     try:
         return Sweep(args, runs).run()
     finally:

@@ -1,16 +1,22 @@
 """sweep.py on a Ray instance of its own: a grid trains the groups main.py would train, bit for
 bit; a sweep started again trains nothing; Ctrl-C on the driver and a killed worker both end,
 after a resume and a retry, in the checkpoints of an uninterrupted run; a task that raises is
-reported once, from its exception."""
+reported once, from its exception. And on a cluster of two nodes started with `ray start` as
+the README says: a killed node's group is retried on the other and ends in the same
+checkpoints."""
+import contextlib
 import glob
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+import psutil
 import pytest
 import torch
 
@@ -38,9 +44,11 @@ def python(*args):
                                          text=True)
 
 
-def sweep(out, *flags):
-    """`python sweep.py` on the test runs, its files under `out`: a started process."""
+def sweep(out, *flags, **env):
+    """`python sweep.py` on the test runs, its files under `out`, with the environment
+    variables `env` too: a started process."""
     cmd, kw = python("sweep.py", *RUN, f"--storage={out}", "--group_size=2", *flags)
+    kw["env"].update(env)
     return subprocess.Popen(cmd, **kw)
 
 
@@ -77,11 +85,30 @@ def reference(tmp_path_factory):
 
 
 def wait_for(predicate, proc, timeout=120):
+    """predicate()'s first true value, while proc runs."""
     start = time.time()
-    while not predicate():
+    while not (value := predicate()):
         assert proc.poll() is None, proc.communicate()
         assert time.time() - start < timeout
         time.sleep(0.05)
+    return value
+
+
+def kill_tree(proc):
+    """SIGKILL a process this test started, and every process under it, unless it has ended
+    (then its number may be another process's)."""
+    if proc.poll() is None:
+        root = psutil.Process(proc.pid)
+        for p in [*root.children(recursive=True), root]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+    proc.wait()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_a_grid_trains_the_groups_of_main_py_and_a_second_sweep_trains_nothing(
@@ -157,6 +184,76 @@ def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_pat
         for log in ("train_iterations.csv", "epochs.csv"):
             assert (tmp_path / "runs" / "sweep" / "logs" / run / log).read_text() == \
                 (reference.parent / "logs" / run / log).read_text(), log
+
+
+def test_a_cluster_loses_a_node_and_ends_in_the_uninterrupted_checkpoints(
+        tmp_path, ray_tmp, reference):
+    """The README's cluster on this machine: a head and a worker node started by `ray start`,
+    one CPU each, with token authentication (RAY_AUTH_MODE and the token in RAY_AUTH_TOKEN on
+    every node and for the sweep), and a sweep joining it with --address: a group trains on
+    each node. The worker node, killed in its group's second epoch, is lost with the process
+    that trains there; Ray retries the group on the head, which resumes it from the epoch-1
+    checkpoints, and every run ends where main.py's uninterrupted groups end. A sweep without
+    RAY_AUTH_MODE=token is refused, and says what it lacks."""
+    # A token of the kind `ray get-auth-token --generate` makes.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    port = free_port()
+
+    def node(name, *flags):
+        """`ray start` of one node, its output in tmp_path/<name>.log: a started process."""
+        cmd = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--block",
+               "--num-cpus=1", f"--temp-dir={ray_tmp}/{name}", "--disable-usage-stats",
+               f"--dashboard-agent-listen-port={free_port()}", *flags]
+        out = tmp_path / f"{name}.log"
+        with open(out, "w") as f:
+            proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1",
+                                                   PYTHONUNBUFFERED="1", **auth),
+                                    stdout=f, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_for(lambda: "Ray runtime started" in out.read_text(), proc)
+        return proc
+
+    procs = []
+    try:
+        node("head", "--head", f"--port={port}", "--include-dashboard=false",
+             f"--ray-client-server-port={free_port()}")
+        worker = node("worker", f"--address=127.0.0.1:{port}")
+        # Ray tries to connect once a second, 20 times unless told otherwise.
+        procs.append(sweep(tmp_path, f"--address=127.0.0.1:{port}", **dict(
+            auth, RAY_AUTH_MODE="disabled", RAY_NUM_REDIS_GET_RETRIES="1")))
+        code, _, err = finish(procs[-1])
+        assert code == 2, err
+        assert "needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN here too" in err
+        proc = sweep(tmp_path, "--random_seed=1,2", "--intrinsic=False,True", "--evaluate=False",
+                     "--report=False", f"--address=127.0.0.1:{port}", **auth)
+        procs.append(proc)
+        logs = tmp_path / "runs" / "sweep" / "logs" / "sweep"
+
+        def on_worker_node():
+            """The console log of the group that trains on the worker node."""
+            pids = {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}
+            for log in logs.glob("*.log"):
+                for line in log.read_text().splitlines():
+                    if line.startswith("[sweep] attempt") and int(line.split()[5]) in pids:
+                        return log
+
+        variant = "original" if "original" in wait_for(on_worker_node, proc).name else "intrinsic"
+        ckpt_dir = tmp_path / "runs" / "sweep" / "ckpt"
+        wait_for((ckpt_dir / f"{runs(variant)[1]}_latest.pt").exists, proc)  # in epoch 2
+        kill_tree(worker)
+        code, out, err = finish(proc)
+        assert code == 0, err
+        assert "Ray: 2 CPUs" in out and out.count("started in process") == 2, out
+        assert "retried by Ray (attempt 2," in out, out
+        for run in runs("original") + runs("intrinsic"):
+            for kind in ("latest", "best"):
+                assert_same_training_state(ckpt(ckpt_dir, run, kind), ckpt(reference, run, kind))
+        # The data travelled with the code, and the tasks decompressed them in its copy.
+        assert glob.glob(f"{ray_tmp}/head/session_*/runtime_resources/working_dir_files/"
+                         "_ray_pkg_*/data/MNIST/raw/train-images-idx3-ubyte")
+    finally:
+        for proc in reversed(procs):
+            kill_tree(proc)
 
 
 def test_a_task_that_raises_is_reported_once_from_its_exception(tmp_path, ray_tmp):
