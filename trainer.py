@@ -301,6 +301,11 @@ class Interrupted(RuntimeError):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self):
+        # As its arguments, so that Ray can hand it back to a sweep's driver (pickling an
+        # exception passes only its message by default).
+        return Interrupted, (str(self), self.signum)
+
 
 class StopSignals:
     """A `with` block in which the first SIGINT or SIGTERM only sets `signum`: the trainer

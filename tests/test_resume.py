@@ -193,3 +193,11 @@ def test_a_diverging_loss_stops_with_the_step_and_terms_and_keeps_the_checkpoint
     assert latest.read_bytes() == before
 
 
+
+
+def test_an_interruption_survives_pickling():
+    """A sweep's task hands its exception to the driver through pickle (Ray): the message
+    and the signal survive."""
+    import pickle
+    e = pickle.loads(pickle.dumps(trainer_module.Interrupted("stopped; resume", 15)))
+    assert isinstance(e, trainer_module.Interrupted) and (str(e), e.signum) == ("stopped; resume", 15)
