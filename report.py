@@ -22,6 +22,9 @@ from utils import load_glimpse_trace, replacing, write_json
 # The first-epoch study as it was run before runs trained in groups, one process per run:
 # the running train accuracy at the end of the epoch of each run (its logs are not kept).
 SINGLE_RUN_FIRST_EPOCH = "first_epoch_single_runs.json"
+# The running train accuracy at every iteration of the first epoch of the first-epoch runs:
+# what their figures are drawn from (their logs are not committed).
+FIRST_EPOCH_CURVES = "first_epoch_curves.json"
 # The 100-epoch runs trained one process per run before groups, and their evaluations: a
 # results folder of their own, which read_results(results_dir) does not descend into.
 SINGLE_RUNS = "single_runs"
@@ -72,9 +75,14 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
       its latest evaluated checkpoint, `_trace_order`)."""
     written = []
     single = _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH))
-    for dataset, by_variant in sorted(first_epoch_logs(logs_dir).items()):
-        running = {v: [read_running_accuracy(p) for p in seeds.values()]
-                   for v, seeds in by_variant.items()}
+    curves = first_epoch_curves(logs_dir)
+    path = os.path.join(results_dir, FIRST_EPOCH_CURVES)
+    if curves:  # compact: one number per iteration of 40 runs
+        with replacing(path) as f:
+            json.dump(curves, f, separators=(",", ":"))
+    curves = _read_json(path)  # the figure is drawn from the file, so it can be redrawn
+    for dataset, by_variant in sorted(curves.items()):
+        running = {v: list(seeds.values()) for v, seeds in by_variant.items()}
         reference = {v: list(seeds.values()) for v, seeds in single.get(dataset, {}).items()}
         title = f"First epoch on {DATASET_TITLES.get(dataset, dataset)}: running train accuracy"
         written.append(plot_first_epoch(running, title,
@@ -152,17 +160,24 @@ def _protocol_panel(results, protocol, dataset):
     return panel
 
 
-def first_epoch_summary(logs_dir):
-    """{dataset: {variant: {seed: running train accuracy at the end of the first epoch}}} from
-    the train_iterations.csv of every run in logs_dir that finished its first epoch."""
-    summary = {}
-    for dataset, by_variant in first_epoch_logs(logs_dir).items():
+def first_epoch_curves(logs_dir):
+    """{dataset: {variant: {seed: [running train accuracy at each iteration of the first
+    epoch]}}} from the train_iterations.csv of every run in logs_dir that finished it."""
+    curves = {}
+    for dataset, by_variant in sorted(first_epoch_logs(logs_dir).items()):
         for variant, seeds in by_variant.items():
-            for seed, path in seeds.items():
+            for seed, path in sorted(seeds.items()):
                 running = read_running_accuracy(path)
                 if running and _first_epoch_ended(os.path.dirname(path)):
-                    summary.setdefault(dataset, {}).setdefault(variant, {})[seed] = running[-1]
-    return summary
+                    curves.setdefault(dataset, {}).setdefault(variant, {})[seed] = running
+    return curves
+
+
+def first_epoch_summary(logs_dir):
+    """{dataset: {variant: {seed: running train accuracy at the end of the first epoch}}}."""
+    return {dataset: {variant: {seed: curve[-1] for seed, curve in seeds.items()}
+                      for variant, seeds in by_variant.items()}
+            for dataset, by_variant in first_epoch_curves(logs_dir).items()}
 
 
 def _first_epoch_ended(run_dir):

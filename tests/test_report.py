@@ -205,3 +205,25 @@ def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_p
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:5] == ["1, 2", "3, 3", "92.50 +- 3.54 [90.00, 95.00]", "2, 3"]
     assert tables.recipe_table({}) == ""
+
+
+def test_first_epoch_figure_is_redrawn_byte_for_byte_from_the_committed_curves(tmp_path):
+    """make_figures keeps the first epoch's running accuracies in results/ and draws the figure
+    from that file: without the logs, the same figure comes back, byte for byte."""
+    logs, results = tmp_path / "logs", tmp_path / "results"
+    os.makedirs(results)
+    for variant in ("original", "both"):
+        run = logs / f"mnist_ram_6_8x8_s2_k1_{variant}_seed1"
+        os.makedirs(run)
+        rows = [f"1,{i},{i},0.5,{0.1 + 0.01 * i + 0.001 * len(variant):.6f}" for i in range(1, 40)]
+        (run / "train_iterations.csv").write_text(
+            "epoch,iteration,global_step,running_loss,running_acc\n" + "\n".join(rows) + "\n")
+        (run / "epochs.csv").write_text("epoch,train_loss,train_acc,valid_loss,valid_acc,lr\n"
+                                        "1,0,0,0,0,3e-4\n")
+    plots = [tmp_path / "a", tmp_path / "b"]
+    report.make_figures(str(results), str(logs), str(plots[0]))
+    curves = json.loads((results / report.FIRST_EPOCH_CURVES).read_text())
+    assert curves["mnist"]["both"]["1"][-1] == 0.1 + 0.01 * 39 + 0.004
+    report.make_figures(str(results), str(tmp_path / "no_logs"), str(plots[1]))
+    png = [(p / "first_epoch_mnist.png").read_bytes() for p in plots]
+    assert png[0] == png[1]
