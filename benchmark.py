@@ -74,9 +74,10 @@ def per_sample_retina(x, l, g, k, s):
 
 def bench_training(cfgs, device, batch, repeats, sync):
     """Trainer.step for the group `cfgs`, as Trainer.train_one_epoch calls it (forward and
-    loss, compiled with --compile=True; backward; the read of the logged numbers and the
-    finiteness check; Adam), with each run's batch translated for translated MNIST. Times per
-    step of the group and per run-step."""
+    loss, compiled with --compile=True; backward; Adam, skipped on the device for a run whose
+    loss is not finite), with each run's canvases made afresh for translated and cluttered
+    MNIST. Times per step of the group and per run-step (the trainer's read of the logged
+    numbers, once every trainer.READ_EVERY steps, is not in them)."""
     # Each setting compiles afresh: the compile cache of the settings before would count
     # against torch's limit of recompilations of one function.
     torch._dynamo.reset()

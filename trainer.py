@@ -79,6 +79,11 @@ def loss_terms(out, y, weights):
     }, reward
 
 
+# Training steps between two reads of the logged numbers off the device: a read waits for the
+# device to finish, which would stall a GPU after every step.
+READ_EVERY = 50
+
+
 class StackedAdam:
     """Adam for a group: every parameter holds R runs, and each run has its own learning
     rate. Adam is elementwise, so this is R independent Adams (betas 0.9 and 0.999, eps 1e-8)
@@ -98,11 +103,19 @@ class StackedAdam:
         self.adam.zero_grad(set_to_none=True)
 
     @torch.no_grad()
-    def step(self, lr):
-        """lr: (R,) learning rates, one per run (0 for a run that must not move)."""
+    def step(self, lr, finite=None):
+        """lr: (R,) learning rates, one per run (0 for a run that must not move). finite: (R,)
+        bool on the device, False for a run whose loss is not finite: its gradient is zeroed
+        and it does not move, decided on the device (no read of the device needed)."""
+        lr = torch.as_tensor(lr, dtype=self.params[0].dtype, device=self.params[0].device)
+        if finite is not None:
+            lr = lr * finite
+            for p in self.params:
+                if p.grad is not None:
+                    mask = finite.view((-1,) + (1,) * (p.dim() - 1))
+                    p.grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
         before = [p.clone() for p in self.params]
         self.adam.step()
-        lr = torch.as_tensor(lr, dtype=self.params[0].dtype, device=self.params[0].device)
         for p, b in zip(self.params, before):
             p.copy_(b.lerp_(p, lr.view((-1,) + (1,) * (p.dim() - 1))))
 
@@ -245,10 +258,17 @@ class Run:
                 f.close()
 
     def count(self, epoch, log, B):
-        """One step of B images: the running sums and counters, and the iteration logs.
-        log: Trainer.step's numbers of this run."""
+        """One step of B images: the running sums and counters, and the iteration logs; a loss
+        that is not finite stops training (TrainingDiverged) with the step and its terms.
+        log: {"correct": correct predictions, <term>: its value} of this run."""
         state = self.state
         terms = {n: v for n, v in log.items() if n != "correct" and has_term(self.cfg, n)}
+        if not all(math.isfinite(v) for v in log.values()):
+            named = ", ".join(f"{n} {v:.4g}" for n, v in terms.items())
+            raise TrainingDiverged(
+                f"the loss of {self.name} became {sum(terms.values())} at epoch {epoch + 1}, step "
+                f"{state.batch + 1} ({named}); that step's update was not applied, and the last "
+                f"good checkpoints of every run are kept.")
         loss_sum, correct, seen = state.running
         state.running = [loss_sum + sum(terms.values()) * B, correct + log["correct"], seen + B]
         state.batch += 1
@@ -262,6 +282,13 @@ class Run:
             self.writer.add_scalar("train/running_acc", running_acc, state.global_step)
             for name, value in terms.items():
                 self.writer.add_scalar(f"loss/{name}", value, state.global_step)
+
+    def save_trace(self, epoch, x, locations, n=9):
+        """The first n images x (B, C, H, W) of the epoch's first batch and their locations
+        (T + 1, B, 2): logs_dir/<run>/glimpses_epoch<E>.pt. Not for a run stopped early."""
+        if self.active:
+            save_glimpse_trace(os.path.join(self.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
+                               x[:n], locations[:, :n], self.cfg, self.name)
 
     def end_epoch(self, epoch, train, valid):
         """Step the schedule, keep the best accuracy, log the epoch; whether it is the best.
@@ -324,6 +351,14 @@ class StopSignals:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
 
+    def interrupted(self, runs, ckpt_dir):
+        """The Interrupted to raise once the runs' checkpoints are saved in ckpt_dir."""
+        state = next(run.state for run in runs if run.active)
+        return Interrupted(f"interrupted by {signal.Signals(self.signum).name} at epoch "
+                           f"{state.epoch + 1}, step {state.batch}; checkpoints saved to "
+                           f"{ckpt_dir}; to continue, run the same command with "
+                           f"--resume=True.", self.signum)
+
     def _on_signal(self, signum, frame):
         self.signum = signum
         signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else
@@ -349,6 +384,8 @@ class Trainer:
         if self.cfg.compile:
             self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
         self.signals = StopSignals()
+        # The logged numbers of the steps not yet read off the device: [(values, images)].
+        self.pending, self.log_names = [], None
 
     def _forward_loss(self, x, y, noise):
         """One minibatch of every run up to its loss: (locations, loss terms, reward)."""
@@ -368,29 +405,33 @@ class Trainer:
     def step(self, x, y, lr):
         """One training step of every run: forward and loss (compiled with --compile=True;
         a last, smaller batch runs eagerly rather than compiling a second graph), backward,
-        the check that every training run's loss is finite (else TrainingDiverged, before
-        the update), then Adam with each run's learning rate (0: the run does not move).
+        then Adam with each run's learning rate (0: the run does not move), skipped for a run
+        whose loss is not finite. Nothing is read off the device.
 
-        x (R, B, C, H, W), y (R, B). Returns the locations (R, T + 1, B, 2) and, per run, the
-        numbers to log: {"correct": correct predictions, <term>: its value} (floats)."""
+        x (R, B, C, H, W), y (R, B). Returns the locations (R, T + 1, B, 2) and the numbers
+        to log (R, 1 + terms), on the device: correct predictions, then each term
+        (self.log_names)."""
         full = y.shape[1] == self.cfg.batch_size
         forward_loss = self.forward_loss if full else self._forward_loss
         locations, terms, reward = forward_loss(x, y, self.draw_noise(y.shape[1]))
         self.optimizer.zero_grad()
         sum(terms.values()).sum().backward()
-        # detach: plain numbers for the logs, outside the graph (one copy off the device).
-        values = torch.stack([reward.sum(dim=1)] + [t.detach() for t in terms.values()])
-        logs = [dict(zip(["correct", *terms], v)) for v in values.T.tolist()]
-        for run, log in zip(self.runs, logs):
-            own = {n: v for n, v in log.items() if n != "correct" and has_term(run.cfg, n)}
-            if run.active and not all(math.isfinite(v) for v in log.values()):
-                named = ", ".join(f"{n} {v:.4g}" for n, v in own.items())
-                raise TrainingDiverged(
-                    f"the loss of {run.name} became {sum(own.values())} at epoch "
-                    f"{run.state.epoch + 1}, step {run.state.batch + 1} ({named}); stopped "
-                    f"before the update, the last good checkpoints of every run are kept.")
-        self.optimizer.step(lr)
-        return locations, logs
+        # detach: numbers for the logs, outside the graph.
+        values = torch.stack([reward.sum(dim=1)] + [t.detach() for t in terms.values()], 1)
+        self.log_names = ["correct", *terms]
+        self.optimizer.step(lr, finite=torch.isfinite(values).all(dim=1))
+        return locations, values
+
+    def _read_logs(self, epoch):
+        """The numbers of the steps since the last read, off the device in one copy, counted
+        step by step for every training run (Run.count, which stops a diverged run)."""
+        if self.pending:
+            steps = torch.stack([v for v, _ in self.pending]).cpu().tolist()
+            for rows, (_, B) in zip(steps, self.pending):
+                for run, row in zip(self.runs, rows):
+                    if run.active:
+                        run.count(epoch, dict(zip(self.log_names, row)), B)
+        self.pending = []
 
     # ---------------------------------------------------------------- the epoch loop
     def train(self):
@@ -448,7 +489,7 @@ class Trainer:
         train = self.train_one_epoch(epoch)
         if train is None:  # interrupted mid-epoch
             self._save(training, is_best=[False] * len(self.runs))
-            self._raise_interrupted()
+            raise self.signals.interrupted(self.runs, self.cfg.ckpt_dir)
         # With --valid_size=0 the training metrics stand in for the validation ones.
         valid = (self.evaluate_loss([run.valid_loader for run in self.runs])
                  if self.runs[0].valid_loader.num_images else train)
@@ -456,7 +497,7 @@ class Trainer:
                    for run, t, v in zip(self.runs, train, valid)]
         self._save(training, is_best)
         if self.signals.signum is not None:
-            self._raise_interrupted()
+            raise self.signals.interrupted(self.runs, self.cfg.ckpt_dir)
 
     def train_one_epoch(self, epoch):
         """One pass over every run's training set; returns each run's mean loss and accuracy
@@ -471,20 +512,24 @@ class Trainer:
         loaders = [run.train_loader for run in runs]
         bar = tqdm(total=len(loaders[0]), initial=lead.state.batch, desc=f"epoch {epoch + 1}",
                    leave=False, dynamic_ncols=True)
+        done = lead.state.batch  # steps of this epoch taken (the states count them on reading)
         for batches in zip(*loaders):
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
-            first = lead.state.batch == 0
-            locations, logs = self.step(x, y, lr)
-            if first and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
-                self._save_traces(epoch, x, locations)
-            for run, log in zip(runs, logs):
-                if run.active:
-                    run.count(epoch, log, len(y[0]))
+            locations, values = self.step(x, y, lr)
+            if done == 0 and self.cfg.plot_freq and epoch % self.cfg.plot_freq == 0:
+                for r, run in enumerate(runs):
+                    run.save_trace(epoch, x[r], locations[r])
+            self.pending.append((values, y.shape[1]))
+            done += 1
+            if len(self.pending) == READ_EVERY:
+                self._read_logs(epoch)
             bar.update()
-            if self.signals.signum is not None and lead.state.batch < len(loaders[0]):
+            if self.signals.signum is not None and done < len(loaders[0]):
+                self._read_logs(epoch)
                 bar.close()
                 return None
+        self._read_logs(epoch)
         bar.close()
         # a run stopped early saw nothing this epoch
         return [(loss / seen, correct / seen) if seen else (math.nan, math.nan)
@@ -519,16 +564,3 @@ class Trainer:
             files += [(ckpt, run.ckpt_path[k]) for k in ("latest", "best")[:1 + is_best[r]]]
         save_checkpoints(files)
 
-    def _raise_interrupted(self):
-        state, signum = next(run.state for run in self.runs if run.active), self.signals.signum
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name} at epoch "
-                          f"{state.epoch + 1}, step {state.batch}; checkpoints saved to "
-                          f"{self.cfg.ckpt_dir}; to continue, run the same command with "
-                          f"--resume=True.", signum)
-
-    def _save_traces(self, epoch, x, locations, n=9):
-        """The first n images of the epoch's first batch and their glimpses, per run."""
-        for r, run in enumerate(self.runs):
-            if run.active:
-                save_glimpse_trace(os.path.join(run.log_dir, f"glimpses_epoch{epoch + 1}.pt"),
-                                   x[r, :n], locations[r, :, :n], run.cfg, run.name)

@@ -309,3 +309,31 @@ def test_compiled_training_step_equals_eager(tmp_path):
         torch.testing.assert_close(t_c[k], t_e[k], atol=1e-6, rtol=1e-5)
     for a, b in zip(g_c, g_e):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_run_whose_loss_is_not_finite_does_not_move_and_the_others_do_as_before():
+    """StackedAdam.step with `finite`: the run marked False keeps its weights and a finite
+    Adam state although its gradient is NaN; the other runs take exactly the step they take
+    without the mask. Decided on the device: nothing to read."""
+    R = 3
+    models = [tiny_model(6, runs=R) for _ in range(2)]
+    opts = [StackedAdam(m.named_parameters()) for m in models]
+    start = [models[0].run_state(r) for r in range(R)]
+    torch.manual_seed(0)
+    grads = [torch.randn_like(p) for p in models[0].parameters()]
+    for g in grads:
+        g[1] = float("nan")
+    for m, opt in zip(models, opts):
+        opt.zero_grad()
+        for p, g in zip(m.parameters(), grads):
+            p.grad = g.clone()
+    opts[0].step([1e-3] * R, finite=torch.tensor([True, False, True]))
+    for p in models[1].parameters():
+        p.grad[1] = 0.0  # the reference: run 1 without gradient and with lr 0
+    opts[1].step([1e-3, 0.0, 1e-3])
+    for r in range(R):
+        got, want = models[0].run_state(r), models[1].run_state(r)
+        assert all(torch.equal(got[k], want[k]) for k in want), r
+    assert all(torch.equal(models[0].run_state(1)[k], start[1][k]) for k in start[1])
+    state = opts[0].run_state(1)
+    assert all(torch.isfinite(t).all() for t in state["exp_avg"].values())

@@ -209,7 +209,7 @@ def test_no_cross_talk_between_runs(change):
         for i in range(R):
             if i == j:
                 continue
-            assert l_a[i] == l_b[i], (step, i)
+            assert torch.equal(l_a[i], l_b[i]), (step, i)
             for name in g_a:
                 assert torch.equal(g_a[name][i], g_b[name][i]), (step, i, name)
             wa, wb, oa, ob = w_a(i), w_b(i), o_a(i), o_b(i)

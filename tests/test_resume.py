@@ -201,3 +201,29 @@ def test_an_interruption_survives_pickling():
     import pickle
     e = pickle.loads(pickle.dumps(trainer_module.Interrupted("stopped; resume", 15)))
     assert isinstance(e, trainer_module.Interrupted) and (str(e), e.signum) == ("stopped; resume", 15)
+
+
+def test_logs_are_read_off_the_device_in_batches_and_train_the_same(tmp_path, monkeypatch):
+    """The trainer reads the logged numbers off the device every READ_EVERY steps (and at the
+    end of an epoch), not every step; how often it reads changes no bit of the training:
+    every step read at once, or 7 at a time, give the same checkpoints and logs."""
+    reads = []
+    real = trainer_module.Trainer._read_logs
+
+    def counting(self, epoch):
+        reads.append(len(self.pending))
+        real(self, epoch)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_read_logs", counting)
+    out = {}
+    for every in (1, 7):
+        monkeypatch.setattr(trainer_module, "READ_EVERY", every)
+        reads.clear()
+        assert main.main(SMALL_RUN + BOTH + run_dirs(tmp_path / str(every)) + ["--epochs=2"]) == 0
+        out[every] = [n for n in reads if n]
+    assert out[1] == [1] * 36  # 18 steps an epoch, each read alone
+    assert out[7] == [7, 7, 4] * 2  # 7 at a time, the rest at the end of the epoch
+    a, b = tmp_path / "1", tmp_path / "7"
+    assert_same_training_state(ckpt(a), ckpt(b))
+    for log in ("train_iterations.csv", "epochs.csv"):
+        assert read(f"{a}/logs/{RUN}/{log}") == read(f"{b}/logs/{RUN}/{log}")
