@@ -46,12 +46,13 @@ def timed(fn, repeats, warmup, sync):
     return statistics.median(times)
 
 
-def settings(dataset, variant, compile=False, runs=1):
+def settings(dataset, variant, mode="eager", runs=1):
     """The configurations of `python main.py` for a dataset and a variant (original or both),
-    a group of `runs` seeds."""
+    a group of `runs` seeds; mode: eager, or a --compile_mode of --compile=True."""
     both = variant == "both"
+    compile_flags = [] if mode == "eager" else ["--compile=True", f"--compile_mode={mode}"]
     return get_configs([f"--dataset={dataset}", f"--uncertainty={both}", f"--intrinsic={both}",
-                        f"--compile={compile}",
+                        *compile_flags,
                         "--random_seed=" + ",".join(str(s) for s in range(1, runs + 1))])
 
 
@@ -177,17 +178,19 @@ def main():
           f"{'ms/run-step':>12s} {'run-steps/s':>12s}")
     report["groups"] = []
     sizes = [int(k) for k in a.groups.split(",")]
-    compiles = (False, True) if a.compile else (False,)
+    # compiled with CUDA graphs (reduce-overhead) only where there are CUDA graphs
+    modes = ["eager"] + (["default"] if a.compile else []) + (
+        ["reduce-overhead"] if a.compile and device.type == "cuda" else [])
     # The cluttered datasets: one run and a group of 16, their canvases painted every step.
-    rows = [(d, c, K) for d in ("mnist", "translated") for c in compiles for K in sizes]
-    rows += [(d, c, K) for d in CLUTTERED for c in compiles for K in (1, 16)]
-    for dataset, compile, K in rows:
-        r = bench_training(settings(dataset, "both", compile, runs=K), device, 32, a.repeats,
+    rows = [(d, m, K) for d in ("mnist", "translated") for m in modes for K in sizes]
+    rows += [(d, m, K) for d in CLUTTERED for m in modes for K in (1, 16)]
+    for dataset, mode, K in rows:
+        r = bench_training(settings(dataset, "both", mode, runs=K), device, 32, a.repeats,
                            sync)
-        report["groups"].append({"dataset": dataset, "K": K, "compile": compile,
-                                 "ms_per_run_step": r["ms_per_run_step"],
+        report["groups"].append({"dataset": dataset, "K": K, "compile": mode != "eager",
+                                 "mode": mode, "ms_per_run_step": r["ms_per_run_step"],
                                  "run_steps_per_s": r["run_steps_per_s"]})
-        print(f"  {dataset + (' compiled' if compile else ' eager'):32s} {K:6d} "
+        print(f"  {dataset + ' ' + mode:32s} {K:6d} "
               f"{r['ms_per_batch']:9.2f} {r['ms_per_run_step']:12.2f} "
               f"{r['run_steps_per_s']:12.1f}", flush=True)
     for dataset in ("mnist", "translated"):

@@ -198,6 +198,10 @@ train.add_argument("--compile", type=str2bool, default=False,
                    help="compile the training step (forward and loss; autograd then builds one "
                         "fused backward) with torch.compile: about a minute to start, then "
                         "faster steps, the same results within float rounding")
+train.add_argument("--compile_mode", choices=["default", "reduce-overhead"], default="default",
+                   help="torch.compile's mode with --compile=True: reduce-overhead records the "
+                        "step's GPU kernels once as CUDA graphs and replays them, without "
+                        "launching each (on a CPU the same as default)")
 
 misc = parser.add_argument_group("misc")
 misc.add_argument("--use_gpu", type=str2bool, default=False, help="run on CUDA")

@@ -377,12 +377,14 @@ class Trainer:
         self.optimizer = StackedAdam(self.model.named_parameters())
         self.weights = loss_weights(cfgs, self.device)
         loaders = zip(train_loaders or [None] * len(cfgs), valid_loaders or [None] * len(cfgs))
-        # Each run draws l_0 and its policy noise from a generator of its own.
-        self.runs = [Run(cfg, torch.Generator(self.device).manual_seed(
-            seed_of(cfg.random_seed, "policy")), *pair) for cfg, pair in zip(cfgs, loaders)]
+        # Each run's policy noise from a CPU generator of its own, whatever the device: a run
+        # draws the same numbers on CPU and CUDA, so that the two train alike.
+        self.runs = [Run(cfg, torch.Generator().manual_seed(seed_of(cfg.random_seed, "policy")),
+                         *pair) for cfg, pair in zip(cfgs, loaders)]
         self.forward_loss = self._forward_loss
         if self.cfg.compile:
-            self.forward_loss = torch.compile(self._forward_loss, dynamic=False)
+            self.forward_loss = torch.compile(self._forward_loss, dynamic=False,
+                                              mode=self.cfg.compile_mode)
         self.signals = StopSignals()
         # The logged numbers of the steps not yet read off the device: [(values, images)].
         self.pending, self.log_names = [], None
@@ -397,10 +399,10 @@ class Trainer:
         """l_0 (R, B, 2) and the policy noise eps (T, R, B, 2), each run's from its generator."""
         T, gens = self.cfg.num_glimpses, [run.generator for run in self.runs]
         # Each generator draws l_0, then eps: a run's numbers do not depend on its group.
-        l_0 = [torch.empty(batch, 2, device=self.device).uniform_(-1, 1, generator=g)
-               for g in gens]
-        eps = [torch.randn(T, batch, 2, device=self.device, generator=g) for g in gens]
-        return torch.stack(l_0), torch.stack(eps, dim=1)
+        l_0 = [torch.empty(batch, 2).uniform_(-1, 1, generator=g) for g in gens]
+        eps = [torch.randn(T, batch, 2, generator=g) for g in gens]
+        return (torch.stack(l_0).to(self.device, non_blocking=True),
+                torch.stack(eps, dim=1).to(self.device, non_blocking=True))
 
     def step(self, x, y, lr):
         """One training step of every run: forward and loss (compiled with --compile=True;

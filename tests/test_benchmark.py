@@ -1,0 +1,26 @@
+"""benchmark.py times the step the trainer runs, on every dataset, in each compile mode's
+settings (the timings themselves are measured, never asserted)."""
+import pytest
+
+import benchmark
+from conftest import ROOT
+from trainer import Trainer
+
+
+def test_the_benchmark_times_the_trainers_step_on_every_dataset(monkeypatch):
+    monkeypatch.chdir(ROOT)  # benchmark.py reads ./data
+    shapes, real = [], Trainer.step
+    monkeypatch.setattr(Trainer, "step",
+                        lambda self, x, y, lr: shapes.append(tuple(x.shape)) or real(self, x, y, lr))
+    for dataset, side in (("mnist", 28), ("translated", 60), ("cluttered", 60),
+                          ("cluttered100", 100)):
+        r = benchmark.bench_training(benchmark.settings(dataset, "both", runs=2), "cpu", 8, 1,
+                                     lambda: None)
+        assert r["ms_per_run_step"] > 0 and shapes[-1] == (2, 8, 1, side, side), dataset
+
+
+@pytest.mark.parametrize("mode", ["eager", "default", "reduce-overhead"])
+def test_benchmark_settings_name_the_compile_mode(mode):
+    cfg = benchmark.settings("mnist", "both", mode, runs=3)
+    assert len(cfg) == 3 and cfg[0].compile == (mode != "eager")
+    assert mode == "eager" or cfg[0].compile_mode == mode
