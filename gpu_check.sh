@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The GPU checks in one go, for a machine with CUDA (about 10 minutes on an H100/H200):
+#   1. the test suite's CUDA cases (every test with a device parameter runs on cuda too);
+#   2. benchmark.py on CUDA: groups of K = 1 .. 64 runs, eager, compiled and compiled with
+#      CUDA graphs (--compile_mode=reduce-overhead), into benchmark_cuda.json;
+#   3. one group (2 seeds x RAM + uncertainty / + both, 2 epochs of 640 images) trained on
+#      CUDA and on the CPU from the same seeds: their logged losses compared step by step.
+# Everything it prints goes to $OUT/gpu_check.log (OUT defaults to runs/gpu_check), with
+# benchmark_cuda.json and devices.json (the comparison) beside it.
+#
+#   bash gpu_check.sh                 all three
+#   STEPS="tests bench" bash gpu_check.sh   some of them (tests, bench, train)
+set -uo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
+OUT=${OUT:-runs/gpu_check}
+STEPS=${STEPS:-tests bench train}
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+status=0
+run() {  # a step: its command line and output into the log; a failure is remembered
+    echo "== $*" | tee -a "$LOG"
+    "$@" 2>&1 | tee -a "$LOG"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || { echo "== exit status $rc" | tee -a "$LOG"; status=1; }
+}
+
+run nvidia-smi
+run "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.__version__, torch.cuda.get_device_name(0))"
+for step in $STEPS; do
+    case $step in
+    tests)
+        run "$PY" -m pytest -q -p no:cacheprovider tests -k cuda;;
+    bench)
+        run "$PY" benchmark.py --device=cuda --groups=1,2,4,8,16,32,64 --sweep=0 \
+            --out="$OUT/benchmark_cuda.json"
+        cp "$OUT/benchmark_cuda.json" benchmark_cuda.json;;
+    train)
+        for gpu in False True; do
+            run "$PY" main.py --subset=640 --epochs=2 --random_seed=1,2 --uncertainty=True \
+                --intrinsic=False,True --use_tensorboard=False --plot_freq=0 --use_gpu=$gpu \
+                --ckpt_dir="$OUT/gpu$gpu/ckpt" --logs_dir="$OUT/gpu$gpu/logs" \
+                --results_dir="$OUT/gpu$gpu/results"
+        done
+        run "$PY" compare_devices.py "$OUT/gpuFalse/logs" "$OUT/gpuTrue/logs" \
+            --out="$OUT/devices.json";;
+    *)
+        echo "unknown step '$step' (tests, bench, train)" >&2; exit 2;;
+    esac
+done
+echo "== done, exit status $status; files in $OUT" | tee -a "$LOG"
+exit $status
