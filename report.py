@@ -31,6 +31,8 @@ SINGLE_RUNS = "single_runs"
 # Original RAM trained again, seeds 6-10 as one group of 5 with the final code: a third
 # study of its accuracy past T, beside the grid and the single runs (tables.past_T_studies).
 SECOND_GROUP = "second_group"
+# RAM + uncertainty with L_unc weighted 0 (the error network fitted, not minimised), seeds 1-5.
+FIT_ONLY = "fit_only"
 # The panels of the accuracy-against-N figure, one per evaluation protocol.
 PROTOCOL_TITLES = {
     "ours": "our protocol: best checkpoint, M = 1 (M = 10 dashed)",
@@ -212,7 +214,8 @@ def results_markdown(results_dir, first_epoch):
                            _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)),
                            read_results(results_dir),
                            read_results(os.path.join(results_dir, SINGLE_RUNS)),
-                           read_results(os.path.join(results_dir, SECOND_GROUP)))
+                           read_results(os.path.join(results_dir, SECOND_GROUP)),
+                           read_results(os.path.join(results_dir, FIT_ONLY)))
 
 
 def _summary(made, path):

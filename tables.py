@@ -387,11 +387,43 @@ def dynamic_tables(results, dataset):
     return lines
 
 
-def markdown(first_epoch, single_first_epoch, results, single, second):
+def fit_only(fit, results, dataset):
+    """The error network fitted but L_unc weighted 0 (the runs of `fit`) beside RAM +
+    uncertainty and RAM + both of the grid (`results`), under the author's protocol (M = 10,
+    epoch 100, released rule), over seeds: N = 6 and 50, then every eps of the sweeps."""
+    fit = [r for r in fit if r["dataset"] == dataset]
+    if not fit:
+        return []
+    grid = by_seed(results, "author", 10)
+    studies = {"fit only (lambda_1 = 0)": list(by_seed(fit, "author", 10).get("uncertainty",
+                                                                           {}).values()),
+               LABELS["uncertainty"]: list(grid.get("uncertainty", {}).values()),
+               LABELS["both"]: list(grid.get("both", {}).values())}
+    theirs = paper.DYNAMIC.get(dataset, {}).get("uncertainty", {})
+    rows = [[f"N = {n}", *(spread_cell(spread([at(r, n) for r in runs]))
+                           for runs in studies.values()),
+             _cell(paper.FIXED.get(dataset, {}).get("uncertainty", {}).get(n))]
+            for n in (6, 50)]
+    rates = sorted({p["exploration_rate"] for runs in studies.values() for r in runs
+                    for p in r.get("dynamic", {}).get("released", [])})
+    for eps in rates:
+        g = theirs.get(eps)
+        rows.append([f"eps {eps:g}", *(_sweep_cell(*_sweep_at(runs, "released", eps))
+                                      for runs in studies.values()),
+                     f"{g[0]:g} glimpses, {g[1]:g}" if g else "-"])
+    return _section(
+        f"The error network fitted but not minimised, on {DATASET_TITLES[dataset]}: accuracy (%)"
+        " after N glimpses, and the dynamic number of glimpses with the released rule (mean "
+        "glimpses, accuracy %), author's protocol (M = 10, epoch 100), over seeds",
+        ["measure", *studies, "the author's, RAM + uncertainty"], rows)
+
+
+def markdown(first_epoch, single_first_epoch, results, single, second, fit=()):
     """Every table, as one markdown text: the first-epoch tables (first_epoch beside
     single_first_epoch, the same study run one process per run), then per dataset the tables
     of `results` (the grid), with the single runs (`single`) and the second group of
-    original RAM (`second`) set beside it; all three lists of results files."""
+    original RAM (`second`) set beside it, and the fit-only runs (`fit`); all lists of
+    results files."""
     lines = first_epoch_tables(first_epoch)
     lines += first_epoch_groups_vs_single(first_epoch, single_first_epoch)
     for dataset in sorted({r["dataset"] for r in results}):
@@ -404,6 +436,7 @@ def markdown(first_epoch, single_first_epoch, results, single, second):
         lines += run_table(grid, dataset, "author")
         lines += run_table(grid, dataset, "ours")
         lines += dynamic_tables(grid, dataset)
+        lines += fit_only(fit, grid, dataset)
     return "\n".join(lines)
 
 

@@ -227,3 +227,22 @@ def test_first_epoch_figure_is_redrawn_byte_for_byte_from_the_committed_curves(t
     report.make_figures(str(results), str(tmp_path / "no_logs"), str(plots[1]))
     png = [(p / "first_epoch_mnist.png").read_bytes() for p in plots]
     assert png[0] == png[1]
+
+
+def test_fit_only_runs_sit_beside_the_uncertainty_and_both_variants():
+    """The fit-only table: N = 6 and 50, then each eps of the released rule's sweeps, for the
+    fit-only runs, RAM + uncertainty and RAM + both (author's protocol), and the author's."""
+    sweep = lambda g, a: {"released": [{"exploration_rate": 0.1, "mean_glimpses": g,
+                                        "accuracy": a}]}
+    fit = [_result("uncertainty", s, "author", 10, 0.1, 0.2 + 0.1 * s, sweep(1.5 + s, 0.5))
+           for s in (1, 2)]
+    grid = [_result("uncertainty", 1, "author", 10, 0.1, 0.15, sweep(1.3, 0.3)),
+            _result("both", 1, "author", 10, 0.1, 0.98, sweep(2.0, 0.9))]
+    lines = tables.fit_only(fit, grid, "mnist")
+    row = lambda start: next(line for line in lines if line.startswith(start))
+    assert row("| N = 50 |") == ("| N = 50 | 35.0 +- 7.1 [30.0, 40.0] (2 seeds) | 15.0 (1 seed) "
+                                 "| 98.0 (1 seed) | 10.0 |")
+    assert row("| eps 0.1 |") == (
+        "| eps 0.1 | 3.00 +- 0.71 [2.50, 3.50] glimpses, 50.0 +- 0.0 [50.0, 50.0] (2 seeds) "
+        "| 1.30 glimpses, 30.0 (1 seed) | 2.00 glimpses, 90.0 (1 seed) | 1.9 glimpses, 67.14 |")
+    assert tables.fit_only([], grid, "mnist") == []
