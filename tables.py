@@ -418,6 +418,36 @@ def fit_only(fit, results, dataset):
         ["measure", *studies, "the author's, RAM + uncertainty"], rows)
 
 
+LOW_EPS = (0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.45, 0.5, 1)
+
+
+def low_eps(results, dataset, variant="uncertainty"):
+    """The released rule at low eps, seed by seed (author's protocol, the sweeps that record
+    where their minibatches stopped): the share of minibatches stopping at step 1 and 2, the
+    accuracy after N = 1 and 2 glimpses, and the mix sum_s share_s x accuracy(N = s) beside
+    the accuracy the rule gave."""
+    rows = []
+    for seed, r in by_seed(results, "author", 10).get(variant, {}).items():
+        for p in r.get("dynamic", {}).get("released", []):
+            if p["exploration_rate"] not in LOW_EPS or "batch_stops" not in p:
+                continue
+            stops = {int(step): n for step, n in p["batch_stops"].items()}
+            total = sum(stops.values())
+            mix = sum(n / total * at(r, step) for step, n in stops.items())
+            rows.append([str(seed), f"{p['exploration_rate']:g}",
+                         f"{100 * stops.get(1, 0) / total:.1f}",
+                         f"{100 * stops.get(2, 0) / total:.1f}", f"{at(r, 1):.1f}",
+                         f"{at(r, 2):.1f}", f"{mix:.1f}", f"{100 * p['accuracy']:.1f}",
+                         f"{100 * p['accuracy'] - mix:+.1f}"])
+    return _section(
+        f"The released rule at low eps, {LABELS[variant]} on {DATASET_TITLES[dataset]} "
+        "(author's protocol, M = 10): % of minibatches that stop at step 1 and 2, accuracy (%) "
+        "after N = 1 and 2, their mix weighted by where the minibatches stop, and the rule's "
+        "accuracy",
+        ["seed", "eps", "stop at 1", "stop at 2", "N = 1", "N = 2", "mix", "rule",
+         "rule - mix"], rows)
+
+
 def markdown(first_epoch, single_first_epoch, results, single, second, fit=()):
     """Every table, as one markdown text: the first-epoch tables (first_epoch beside
     single_first_epoch, the same study run one process per run), then per dataset the tables
@@ -437,6 +467,7 @@ def markdown(first_epoch, single_first_epoch, results, single, second, fit=()):
         lines += run_table(grid, dataset, "ours")
         lines += dynamic_tables(grid, dataset)
         lines += fit_only(fit, grid, dataset)
+        lines += low_eps(grid, dataset)
     return "\n".join(lines)
 
 

@@ -246,3 +246,17 @@ def test_fit_only_runs_sit_beside_the_uncertainty_and_both_variants():
         "| eps 0.1 | 3.00 +- 0.71 [2.50, 3.50] glimpses, 50.0 +- 0.0 [50.0, 50.0] (2 seeds) "
         "| 1.30 glimpses, 30.0 (1 seed) | 2.00 glimpses, 90.0 (1 seed) | 1.9 glimpses, 67.14 |")
     assert tables.fit_only([], grid, "mnist") == []
+
+
+def test_low_eps_mix_weighs_the_accuracy_at_each_step_by_where_minibatches_stop():
+    """Three minibatches of four stop at step 1 and one at step 2: the mix is
+    3/4 acc(N = 1) + 1/4 acc(N = 2), set beside the rule's accuracy; sweeps without the
+    record of where minibatches stop are left out."""
+    point = {"exploration_rate": 0.1, "mean_glimpses": 1.2, "accuracy": 0.3,
+             "batch_stops": {"1": 3, "2": 1}}
+    r = _result("uncertainty", 1, "author", 10, 0.2, 0.1, {"released": [point]})
+    r["curve"]["accuracy"][1] = 0.6  # N = 2
+    (row,) = [line for line in tables.low_eps([r], "mnist") if line.startswith("| 1 |")]
+    assert row == "| 1 | 0.1 | 75.0 | 25.0 | 20.0 | 60.0 | 30.0 | 30.0 | +0.0 |"
+    del point["batch_stops"]
+    assert tables.low_eps([r], "mnist") == []
