@@ -2,10 +2,14 @@
 term by term (docs/method.md, "Objective"), each run's Adam and learning-rate schedule, its
 checkpoints and its logs. Testing a checkpoint is evaluate.test_checkpoint.
 
+Reading order: `loss_terms` (the objective), `Trainer.step` (one training step of every run:
+what benchmark.py times and the tests call), `Trainer.train_one_epoch` (the loop around it),
+then `Run` (what one run keeps: state, checkpoint, logs).
+
 The runs of a group share the dataset, the architecture and the schedule's settings, and
 differ in seed, variant and loss weights (config.GROUPED). Each is a run in its own right:
-its own initial weights, data order, translations and policy noise (generators seeded from
-its seed), loss weights, Adam state, learning rate, validation, early stopping, checkpoints
+its own initial weights, data order, translations and policy noise (generators seeded by
+config.seed_of), loss weights, Adam state, learning rate, validation, early stopping, checkpoints
 and logs, written to exactly the files a single run writes. The model holds the runs side by
 side (model.py), so a training step costs about as many operations for R runs as for one.
 """
