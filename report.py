@@ -206,16 +206,17 @@ def training_curves(logs_dirs):
     return curves
 
 
-def results_markdown(results_dir, first_epoch):
-    """The README's result tables, in markdown, from the evaluation JSONs of results_dir (the
-    grid, and the studies beside it in its SINGLE_RUNS and SECOND_GROUP folders) and a
-    first_epoch_summary."""
+def results_markdown(results_dir, first_epoch, curves=None):
+    """The result tables, in markdown, from the evaluation JSONs of results_dir (the grid,
+    and the studies beside it in its SINGLE_RUNS, SECOND_GROUP and FIT_ONLY folders), a
+    first_epoch_summary and training_curves."""
     return tables.markdown(first_epoch,
                            _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)),
                            read_results(results_dir),
                            read_results(os.path.join(results_dir, SINGLE_RUNS)),
                            read_results(os.path.join(results_dir, SECOND_GROUP)),
-                           read_results(os.path.join(results_dir, FIT_ONLY)))
+                           read_results(os.path.join(results_dir, FIT_ONLY))) + \
+        tables.recipe_table(curves or {})
 
 
 def _summary(made, path):
@@ -238,7 +239,7 @@ def write_tables(results_dir, logs_dir, curve_logs=()):
                       os.path.join(results_dir, "training_curves.json"))
     path = os.path.join(results_dir, "tables.md")
     with replacing(path) as f:
-        f.write(results_markdown(results_dir, first_epoch) + tables.recipe_table(curves))
+        f.write(results_markdown(results_dir, first_epoch, curves))
     return path
 
 

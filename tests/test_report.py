@@ -178,13 +178,13 @@ def test_a_markdown_table_has_a_header_a_separator_and_a_line_per_row():
 
 
 def test_the_committed_tables_are_made_from_the_committed_results():
-    """results/tables.md is what the report writes from results/ (the logs of the first
-    epoch are not committed: their summary, results/first_epoch.json, is)."""
+    """results/tables.md is what the report writes from results/ (the logs are not
+    committed: their summaries, results/first_epoch.json and training_curves.json, are)."""
     results = os.path.join(ROOT, "results")
-    with open(os.path.join(results, "first_epoch.json")) as f:
-        first_epoch = json.load(f)
+    first_epoch, curves = (report._read_json(os.path.join(results, name))
+                           for name in ("first_epoch.json", "training_curves.json"))
     with open(os.path.join(results, "tables.md")) as f:
-        assert report.results_markdown(results, first_epoch) == f.read()
+        assert report.results_markdown(results, first_epoch, curves) == f.read()
 
 
 def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_path):
