@@ -279,7 +279,7 @@ FIXED_STREAMS = {"clutter_split": -1, "valid_clutter": -2, "test_clutter": -3}
 
 def seed_of(seed, stream, batch=0):
     """The seed of one random stream of the run --random_seed=seed (>= 1): no two streams of a
-    run share a seed, nor do the training streams of two runs (tests/test_cli.py).
+    run share a seed, nor do the training streams of two runs (tests/test_data.py).
 
     Training, TRAINING_STREAMS[k]: 100 * seed + 10 + k. split: the numpy permutation that holds
     out the validation images; weights: torch's global generator before the model is built;

@@ -336,7 +336,8 @@ def get_train_valid_loaders(cfg, device):
     by the run for mnist and translated, fixed for the cluttered datasets, whose validation
     canvases are fixed too (fixed_canvases) and shared by every run of the process."""
     def seeds(part):
-        return {s: seed_of(cfg.random_seed, f"{part}_{s}") for s in ("order", "translation", "workers")}
+        return {s: seed_of(cfg.random_seed, f"{part}_{s}")
+                for s in ("order", "translation", "workers")}
     if cfg.dataset in CLUTTERED:
         clutter = Clutter(IMAGE_SIZE[cfg.dataset], cfg.distractors)
         images, labels = _mnist_bytes(cfg.data_dir, True, cfg.download)

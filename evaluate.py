@@ -23,7 +23,7 @@ import os
 
 import torch
 
-from config import ARCHITECTURE, TRAINING, adopt_settings, run_name
+from config import ARCHITECTURE, TRAINING, adopt_settings, run_name, seed_of
 from data_loader import get_test_loader
 from model import load_pretrained
 from utils import in_repository, save_glimpse_trace, write_json
@@ -43,7 +43,7 @@ def test_batch_size(protocol, batch_size):
 def batch_seed(seed, protocol, i):
     """The seed of the generator for evaluation batch i (module docstring): the run's seed
     for every batch under the author's protocol, one per (seed, batch) under ours."""
-    return seed if protocol == "author" else seed * 1_000_003 + i
+    return seed_of(seed, f"test_{protocol}", i)
 
 
 @torch.no_grad()
