@@ -77,12 +77,9 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
       its latest evaluated checkpoint, `_trace_order`)."""
     written = []
     single = _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH))
-    curves = first_epoch_curves(logs_dir)
-    path = os.path.join(results_dir, FIRST_EPOCH_CURVES)
-    if curves:  # compact: one number per iteration of 40 runs
-        with replacing(path) as f:
-            json.dump(curves, f, separators=(",", ":"))
-    curves = _read_json(path)  # the figure is drawn from the file, so it can be redrawn
+    # compact: one number per iteration of 40 runs
+    curves = _summary(first_epoch_curves(logs_dir),
+                      os.path.join(results_dir, FIRST_EPOCH_CURVES), compact=True)
     for dataset, by_variant in sorted(curves.items()):
         running = {v: list(seeds.values()) for v, seeds in by_variant.items()}
         reference = {v: list(seeds.values()) for v, seeds in single.get(dataset, {}).items()}
@@ -219,13 +216,16 @@ def results_markdown(results_dir, first_epoch, curves=None):
         tables.recipe_table(curves or {})
 
 
-def _summary(made, path):
-    """The summary `made` from the logs, written to path, where there are logs; else the one
-    committed at path ({} if none): the logs are not committed, their summaries are."""
-    if made:
+def _summary(made, path, compact=False):
+    """The summary `made` from the logs, written to path (compact: on one line), where there
+    are logs; else the one committed at path ({} if none): the logs are not committed, their
+    summaries are."""
+    if made and compact:
+        with replacing(path) as f:
+            json.dump(made, f, separators=(",", ":"))
+    elif made:
         write_json(made, path)
-        return made
-    return _read_json(path)
+    return made or _read_json(path)
 
 
 def write_tables(results_dir, logs_dir, curve_logs=()):
