@@ -488,13 +488,13 @@ def recipe_table(curves):
     for key, seeds in by_recipe.items():
         best = [max(acc) for _, acc in seeds]
         epochs = [acc.index(max(acc)) + 1 for _, acc in seeds]
-        at = [spread_cell(spread([100 * acc[e - 1] if len(acc) >= e else None
-                                  for _, acc in seeds]), 2, seeds=False)
-              for e in CURVE_EPOCHS]
+        by_epoch = [spread_cell(spread([100 * acc[e - 1] if len(acc) >= e else None
+                                        for _, acc in seeds]), 2, seeds=False)
+                    for e in CURVE_EPOCHS]
         rows.append([key, ", ".join(str(s) for s, _ in seeds),
                      ", ".join(str(len(acc)) for _, acc in seeds),
                      spread_cell(spread([100 * b for b in best]), 2, seeds=False),
-                     ", ".join(map(str, epochs)), *at])
+                     ", ".join(map(str, epochs)), *by_epoch])
     if not rows:
         return ""
     return "\n" + "\n".join(_section(
