@@ -186,12 +186,14 @@ train.add_argument("--is_train", type=str2bool, default=True,
                    help="train (then test the best checkpoint), or only test a checkpoint")
 train.add_argument("--epochs", type=int, default=100, help="maximum number of epochs")
 train.add_argument("--init_lr", type=float, default=3e-4, help="Adam's initial learning rate")
-train.add_argument("--lr_schedule", choices=["exp", "plateau"], default="exp",
+train.add_argument("--lr_schedule", choices=["exp", "plateau", "plateau_acc"], default="exp",
                    help="exp: lr x0.95 after every epoch; plateau: ReduceLROnPlateau on the "
-                        "validation loss (recommended for plain RAM)")
+                        "validation loss; plateau_acc: on the validation accuracy (the "
+                        "PyTorch port's; the loss holds the noisy REINFORCE terms)")
 train.add_argument("--lr_patience", type=int, default=20,
-                   help="epochs without a lower validation loss before plateau cuts the lr "
-                        "tenfold (ReduceLROnPlateau's default factor)")
+                   help="epochs without a better validation loss (plateau_acc: accuracy) "
+                        "before a plateau schedule cuts the lr tenfold (ReduceLROnPlateau's "
+                        "default factor)")
 train.add_argument("--train_patience", type=int, default=50,
                    help="stop after this many epochs without a better validation accuracy")
 train.add_argument("--compile", type=str2bool, default=False,
@@ -247,7 +249,7 @@ ADDED_SETTINGS = {key: parser.get_default(key)
 # never share a name, so never share files.
 RECIPE_TAGS = {"batch_size": lambda c: f"b{c.batch_size}", "std": lambda c: f"std{c.std:g}",
                "init_lr": lambda c: f"lr{c.init_lr:g}",
-               "lr_schedule": lambda c: f"plateau{c.lr_patience}",  # the one other schedule
+               "lr_schedule": lambda c: f"{c.lr_schedule.replace('_', '')}{c.lr_patience}",
                "train_patience": lambda c: f"tp{c.train_patience}",
                "location_hidden": lambda c: f"lh{c.location_hidden}",
                "baseline_relu": lambda c: "blin",  # the one other value
@@ -332,7 +334,7 @@ _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_
                        + "|".join(VARIANTS) + ")"
                        + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
                                  for key, (tag, _) in NAMED_WEIGHTS.items())
-                       + r"(?P<recipe>(?:_(?:b|std|lr|plateau|tp|lh|blin|relroute|d)[\d.e+-]*)*)"
+                       + r"(?P<recipe>(?:_(?:b|std|lr|plateauacc|plateau|tp|lh|blin|relroute|d)[\d.e+-]*)*)"
                        + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 

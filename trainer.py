@@ -151,19 +151,20 @@ class StackedAdam:
 class Schedule:
     """One run's learning rate. exp: init_lr x 0.95^epoch. plateau: ReduceLROnPlateau's rule
     on the validation loss (x0.1 after more than lr_patience epochs without a relative
-    improvement of 1e-4)."""
+    improvement of 1e-4); plateau_acc: the same rule on minus the validation accuracy."""
 
     def __init__(self, cfg):
         self.kind, self.init_lr, self.patience = cfg.lr_schedule, cfg.init_lr, cfg.lr_patience
         self.lr, self.epochs, self.best, self.bad_epochs = cfg.init_lr, 0, math.inf, 0
 
-    def step(self, valid_loss):
+    def step(self, valid_loss, valid_acc):
         self.epochs += 1
         if self.kind == "exp":
             self.lr = self.init_lr * 0.95 ** self.epochs
             return
-        if valid_loss < self.best * (1 - 1e-4):
-            self.best, self.bad_epochs = valid_loss, 0
+        metric = valid_loss if self.kind == "plateau" else -valid_acc
+        if metric < self.best * (1 - 1e-4):
+            self.best, self.bad_epochs = metric, 0
         else:
             self.bad_epochs += 1
         if self.bad_epochs > self.patience:
@@ -298,7 +299,7 @@ class Run:
         """Step the schedule, keep the best accuracy, log the epoch; whether it is the best.
         train, valid: (mean loss, accuracy) of the epoch."""
         state, lr = self.state, self.schedule.lr
-        self.schedule.step(valid[0])
+        self.schedule.step(*valid)
         is_best = valid[1] > state.best_valid_acc
         state.epochs_since_best = 0 if is_best else state.epochs_since_best + 1
         state.best_valid_acc = max(valid[1], state.best_valid_acc)

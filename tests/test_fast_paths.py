@@ -256,11 +256,12 @@ def test_stacked_adam_follows_plain_adam_per_run():
                                        plain[r].state[p]["exp_avg_sq"][0], atol=1e-9, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["exp", "plateau"])
+@pytest.mark.parametrize("kind", ["exp", "plateau", "plateau_acc"])
 def test_schedule_follows_torchs_schedulers(kind):
     """Schedule, one run's learning rate, follows torch's LambdaLR (x0.95 per epoch) or
     ReduceLROnPlateau (patience 2, its default factor 0.1 and relative threshold 1e-4) over
-    validation losses that improve, stall, improve by less than the threshold, and stall."""
+    validation losses that improve, stall, improve by less than the threshold, and stall;
+    plateau_acc steps it on minus the accuracy 1 - loss (the port's scheduler.step(-valid_acc))."""
     cfg = SimpleNamespace(lr_schedule=kind, init_lr=3e-4, lr_patience=2)
     ours = Schedule(cfg)
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.init_lr)
@@ -269,13 +270,16 @@ def test_schedule_follows_torchs_schedulers(kind):
               torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=cfg.lr_patience))
     lrs = []
     for loss in [1.0, 0.9, 0.9, 0.9, 0.9, 0.89999, 0.9, 0.9, 0.5, 0.6, 0.6, 0.6, 0.6]:
-        ours.step(loss)
+        acc = 1 - loss
+        ours.step(loss, acc)
         opt.step()  # no gradient: nothing moves, but torch wants its step before the schedule's
-        theirs.step(*([loss] if kind == "plateau" else []))
+        theirs.step(*{"exp": [], "plateau": [loss], "plateau_acc": [-acc]}[kind])
         lrs.append(ours.lr)
         assert ours.lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
-    # exp: 0.95^13 of the start; plateau: cut tenfold three times (epochs 5, 8 and 12)
-    assert lrs[-1] == pytest.approx(cfg.init_lr * (0.95 ** 13 if kind == "exp" else 1e-3))
+    # exp: 0.95^13 of the start; plateau: cut tenfold three times; plateau_acc: once, after
+    # the fall from 0.5 (the relative threshold on a negative metric counts a tie as better)
+    expected = {"exp": 0.95 ** 13, "plateau": 1e-3, "plateau_acc": 0.1}[kind]
+    assert lrs[-1] == pytest.approx(cfg.init_lr * expected)
 
 
 def test_compiled_training_step_equals_eager(tmp_path):

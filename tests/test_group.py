@@ -106,9 +106,12 @@ def test_run_names_say_the_recipe():
     assert config.run_name(paper) == "translated_ram_6_12x12_s2_k3_original_seed1"
     flags = ["--batch_size=128", "--std=0.05", "--init_lr=0.001", "--lr_schedule=plateau",
              "--train_patience=200", "--location_hidden=256", "--baseline_relu=False"]
-    names = {config.run_name(config.get_config([f, "--intrinsic=True"])) for f in flags}
+    names = {config.run_name(config.get_config([f, "--intrinsic=True"]))
+             for f in flags + ["--lr_schedule=plateau_acc"]}
     assert names == {f"mnist_ram_6_8x8_s2_k1_intrinsic_{tag}_seed1" for tag in (
-        "b128", "std0.05", "lr0.001", "plateau20", "tp200", "lh256", "blin")}
+        "b128", "std0.05", "lr0.001", "plateau20", "tp200", "lh256", "blin", "plateauacc20")}
+    acc = config.parse_run_name(config.run_name(config.get_config(["--lr_schedule=plateau_acc"])))
+    assert acc["recipe"] == "plateauacc20" and acc["random_seed"] == 1
     # the released routing of L_unc: in the name where the variant has the term
     routed = config.get_configs(["--uncertainty_routing=released", "--uncertainty=False,True"])
     assert [config.run_name(c) for c in routed] == [
