@@ -234,10 +234,13 @@ def recorded_settings(cfg):
 
 def measure(cfg, M, log_probs, errors, labels):
     """The numbers of one evaluation, from log p_t and e_t of every copy (N, n, M, K):
-    {"fixed": ...} and, as the flags ask, {"curve": ...} and {"dynamic": ...}."""
+    {"fixed": {N, M, accuracy, e_t_zero (the share of e_t's entries at N that are exactly
+    0)}} and, as the flags ask, {"curve": ...} and {"dynamic": ...}."""
     N = cfg.test_glimpses
     curve = accuracy_curve(log_probs, labels)
-    numbers = {"fixed": {"N": N, "M": M, "accuracy": curve[N - 1]}}
+    # e_t is relu(...): a share of exact zeros near 1 is the collapse of a too large lambda_1
+    numbers = {"fixed": {"N": N, "M": M, "accuracy": curve[N - 1],
+                         "e_t_zero": (errors[N - 1] == 0).float().mean().item()}}
     if cfg.curve:
         numbers["curve"] = {"N": list(range(1, cfg.max_glimpses + 1)),
                             "accuracy": curve[:cfg.max_glimpses]}

@@ -3,8 +3,10 @@ evaluations, Monte Carlo averaging, and the two evaluation protocols."""
 import pytest
 import torch
 
-from evaluate import (accuracy_curve, dynamic_glimpses, dynamic_sweep, monte_carlo, run_glimpses,
-                      stop_condition, stop_profile)
+from types import SimpleNamespace
+
+from evaluate import (accuracy_curve, dynamic_glimpses, dynamic_sweep, measure, monte_carlo,
+                      run_glimpses, stop_condition, stop_profile)
 from conftest import tiny_model
 
 
@@ -160,6 +162,21 @@ def test_curve_at_n_equals_a_separate_fixed_n_evaluation():
         lp_n, _, _ = run_glimpses(model, batches, n, M=2, seed=5)
         assert torch.equal(lp_n, lp50[:n])
         assert accuracy_curve(lp_n, labels)[-1] == curve[n - 1]
+
+
+def test_measure_counts_the_exact_zeros_of_e_t_at_n_only():
+    """fixed.e_t_zero: the share of e_t's entries (images x copies x classes) exactly 0 after
+    N glimpses; the zeros of other steps do not count, nor do tiny positive values."""
+    N, n, M, K = 3, 4, 2, 5
+    errors = torch.full((N, n, M, K), 0.5)
+    errors[0] = 0  # another step's zeros
+    errors[N - 1, :3, 0, :] = 0  # 15 of the 40 entries at N
+    errors[N - 1, 3, 1, :] = 1e-30
+    log_probs = torch.zeros(N, n, M, K).log_softmax(-1)
+    cfg = SimpleNamespace(test_glimpses=N, curve=False, dynamic=False)
+    fixed = measure(cfg, M, log_probs, errors, torch.zeros(n, dtype=torch.long))["fixed"]
+    assert fixed["e_t_zero"] == pytest.approx(15 / 40)
+    assert fixed["accuracy"] == 1.0  # all-equal p_t: argmax takes class 0, every label
 
 
 def test_monte_carlo_average_of_identical_copies_equals_a_single_sample(monkeypatch):
