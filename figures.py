@@ -185,3 +185,34 @@ def _save(fig, path):
     return path
 
 
+
+
+def plot_lambda_map(cells, measures, title, path):
+    """One heat map per measure over lambda_1 (rows) x lambda_2 (columns), each cell's mean
+    over its seeds written in it (blank: not measured).
+
+    cells: {(lambda_1, lambda_2): {measure: {seed: value %}}} (tables.lambda_cells)."""
+    plt = _pyplot()
+    l1s = sorted({l1 for l1, _ in cells})
+    l2s = sorted({l2 for _, l2 in cells})
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 4), squeeze=False)
+    for ax, measure in zip(axes[0], measures):
+        grid = np.full((len(l1s), len(l2s)), np.nan)
+        for (l1, l2), cell in cells.items():
+            if cell[measure]:
+                grid[l1s.index(l1), l2s.index(l2)] = np.mean(list(cell[measure].values()))
+        image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                # dark text on the bright end of the colour map, light on the dark end
+                bright = image.norm(value) > 0.6
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8,
+                        color="black" if bright else "white")
+        ax.set_xticks(range(len(l2s)), [f"{v:g}" for v in l2s], fontsize=8)
+        ax.set_yticks(range(len(l1s)), [f"{v:g}" for v in l1s], fontsize=8)
+        ax.set_xlabel("lambda_2 (intrinsic)")
+        ax.set_ylabel("lambda_1 (uncertainty)")
+        ax.set_title(f"{measure} (%)", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)

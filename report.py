@@ -15,7 +15,7 @@ from config import VARIANTS, parse_run_name
 from evaluate import read_results, trace_path
 from export import export_pretrained
 from figures import (DATASET_TITLES, plot_accuracy_vs_glimpses, plot_first_epoch,
-                     plot_glimpses)
+                     plot_glimpses, plot_lambda_map)
 from utils import load_glimpse_trace, replacing, write_json
 
 
@@ -33,6 +33,10 @@ SINGLE_RUNS = "single_runs"
 SECOND_GROUP = "second_group"
 # RAM + uncertainty with L_unc weighted 0 (the error network fitted, not minimised), seeds 1-5.
 FIT_ONLY = "fit_only"
+# RAM + both over a lambda_1 x lambda_2 grid (sweeps/lambda_map.json), and the running train
+# accuracy at the end of epoch 1 of each of its runs (their logs are not committed).
+LAMBDA_MAP = "lambda_map"
+LAMBDA_FIRST_EPOCH = "lambda_map_first_epoch.json"
 # The panels of the accuracy-against-N figure, one per evaluation protocol.
 PROTOCOL_TITLES = {
     "ours": "our protocol: best checkpoint, M = 1 (M = 10 dashed)",
@@ -55,27 +59,33 @@ def read_running_accuracy(csv_path, epoch=1):
                 if int(row["epoch"]) == epoch]
 
 
-def first_epoch_logs(logs_dir):
-    """{dataset: {variant: {seed: train_iterations.csv}}} of the runs logged in logs_dir."""
-    found = {}
-    for run_dir in sorted(glob.glob(os.path.join(logs_dir, "*"))):
-        run = parse_run_name(os.path.basename(run_dir))
-        path = os.path.join(run_dir, "train_iterations.csv")
-        if run and os.path.exists(path):
-            found.setdefault(run["dataset"], {}).setdefault(run["variant"], {})[
-                run["random_seed"]] = path
-    return found
+def _first_epoch_runs(logs_dir):
+    """{run: [running train accuracy at each iteration of its first epoch]} of every run in
+    logs_dir that finished it (train_iterations.csv, and a row for it in epochs.csv)."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(logs_dir, "*", "train_iterations.csv"))):
+        name = os.path.basename(os.path.dirname(path))
+        if parse_run_name(name) and _first_epoch_ended(os.path.dirname(path)):
+            running = read_running_accuracy(path)
+            if running:
+                runs[name] = running
+    return runs
 
 
-def make_figures(results_dir, logs_dir, plots_dir, gifs=True):
+def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None):
     """Every figure of the paper from the files of test_script.sh; returns the paths written.
 
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
     - glimpses_<dataset>.png: test accuracy against N = 1..N_max, with the dynamic points, a
       panel per evaluation protocol;
     - where_<run>.png / .gif: where each run looks on a few test images (the glimpse trace of
-      its latest evaluated checkpoint, `_trace_order`)."""
+      its latest evaluated checkpoint, `_trace_order`);
+    - lambda_map_mnist.png: the heat maps of the lambda map, where lambda_cells has cells."""
     written = []
+    if lambda_cells:
+        written.append(plot_lambda_map(
+            lambda_cells, tables.LAMBDA_MEASURES, "RAM + both on MNIST over lambda_1 x "
+            "lambda_2: mean over seeds", os.path.join(plots_dir, "lambda_map_mnist.png")))
     single = _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH))
     # compact: one number per iteration of 40 runs
     curves = _summary(first_epoch_curves(logs_dir),
@@ -163,13 +173,12 @@ def first_epoch_curves(logs_dir):
     """{dataset: {variant: {seed: [running train accuracy at each iteration of the first
     epoch]}}} from the train_iterations.csv of every run in logs_dir that finished it."""
     curves = {}
-    for dataset, by_variant in sorted(first_epoch_logs(logs_dir).items()):
-        for variant, seeds in by_variant.items():
-            for seed, path in sorted(seeds.items()):
-                running = read_running_accuracy(path)
-                if running and _first_epoch_ended(os.path.dirname(path)):
-                    curves.setdefault(dataset, {}).setdefault(variant, {})[seed] = running
-    return curves
+    for name, running in _first_epoch_runs(logs_dir).items():
+        run = parse_run_name(name)
+        curves.setdefault(run["dataset"], {}).setdefault(run["variant"], {})[
+            run["random_seed"]] = running
+    return {dataset: {variant: dict(sorted(seeds.items())) for variant, seeds in by_variant.items()}
+            for dataset, by_variant in sorted(curves.items())}
 
 
 def first_epoch_summary(logs_dir):
@@ -203,17 +212,31 @@ def training_curves(logs_dirs):
     return curves
 
 
-def results_markdown(results_dir, first_epoch, curves=None):
+def first_epoch_ends(logs_dir):
+    """{run: running train accuracy at the end of its first epoch} of every run in logs_dir
+    that finished it."""
+    return {run: curve[-1] for run, curve in _first_epoch_runs(logs_dir).items()}
+
+
+def lambda_map_cells(results_dir, logs_dir):
+    """tables.lambda_cells of the lambda map: the results in results_dir's LAMBDA_MAP folder,
+    the first epoch's accuracies from logs_dir (kept in results_dir's LAMBDA_FIRST_EPOCH)."""
+    ends = _summary(first_epoch_ends(logs_dir), os.path.join(results_dir, LAMBDA_FIRST_EPOCH))
+    return tables.lambda_cells(read_results(os.path.join(results_dir, LAMBDA_MAP)), ends)
+
+
+def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):
     """The result tables, in markdown, from the evaluation JSONs of results_dir (the grid,
     and the studies beside it in its SINGLE_RUNS, SECOND_GROUP and FIT_ONLY folders), a
-    first_epoch_summary and training_curves."""
+    first_epoch_summary, training_curves and lambda_map_cells."""
     return tables.markdown(first_epoch,
                            _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)),
                            read_results(results_dir),
                            read_results(os.path.join(results_dir, SINGLE_RUNS)),
                            read_results(os.path.join(results_dir, SECOND_GROUP)),
                            read_results(os.path.join(results_dir, FIT_ONLY))) + \
-        tables.recipe_table(curves or {})
+        tables.recipe_table(curves or {}) + \
+        "\n".join([""] + tables.lambda_map(lambda_cells or {}))
 
 
 def _summary(made, path, compact=False):
@@ -228,7 +251,7 @@ def _summary(made, path, compact=False):
     return made or _read_json(path)
 
 
-def write_tables(results_dir, logs_dir, curve_logs=()):
+def write_tables(results_dir, logs_dir, curve_logs=(), lambda_cells=None):
     """results_dir/tables.md, with results_dir/first_epoch.json (the first epoch's running
     accuracies, from logs_dir) and results_dir/training_curves.json (the validation curves
     of the runs in curve_logs), each made from the logs where they are, read back where they
@@ -239,7 +262,7 @@ def write_tables(results_dir, logs_dir, curve_logs=()):
                       os.path.join(results_dir, "training_curves.json"))
     path = os.path.join(results_dir, "tables.md")
     with replacing(path) as f:
-        f.write(results_markdown(results_dir, first_epoch, curves))
+        f.write(results_markdown(results_dir, first_epoch, curves, lambda_cells))
     return path
 
 
@@ -252,14 +275,18 @@ def main(argv=None):
     p.add_argument("--curve_logs", nargs="*", default=[],
                    help="logs_dirs of runs whose validation curves go into the recipe table "
                         "(results/training_curves.json keeps them)")
+    p.add_argument("--lambda_logs", default="./runs/lambda_map/logs",
+                   help="logs_dir of the lambda map's runs (their first epoch; results/"
+                        f"{LAMBDA_FIRST_EPOCH} keeps it)")
     p.add_argument("--plots_dir", default="./plots", help="where the PNG and GIF files go")
     p.add_argument("--pretrained_dir", default=None,
                    help="also copy every evaluated run's best and latest checkpoints there, "
                         "slimmed down for --is_train=False (pretrained/ in the repository)")
     a = p.parse_args(argv)
     written = export_pretrained(a.results_dir, a.pretrained_dir) if a.pretrained_dir else []
-    written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir)
-    written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs))
+    cells = lambda_map_cells(a.results_dir, a.lambda_logs)
+    written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir, lambda_cells=cells)
+    written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))
     for path in written:
         print(f"[*] wrote {path}")
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 import paper
-from config import VARIANTS, parse_run_name, variant_name
+from config import DATASET_DEFAULTS, VARIANTS, parse_run_name, variant_name
 from figures import DATASET_TITLES, LABELS
 
 # N of the rows of the claims table, and of the columns of the per-run tables.
@@ -502,3 +502,53 @@ def recipe_table(curves):
         "mean +- sd [lowest, highest] over the seeds",
         ["runs", "seeds", "epochs done", "best", "epoch of the best",
          *[f"epoch {e}" for e in CURVE_EPOCHS]], rows))
+
+
+# ------------------------------------------------------------------------------- lambda map
+# The measures of each cell of the lambda_1 x lambda_2 map, in the order of its columns.
+LAMBDA_MEASURES = ("N = 6", "N = 50", "epoch 1, running train", "e_t exactly 0 at N = 6")
+
+
+def lambda_of_run(name):
+    """(lambda_1, lambda_2) of a run from its name, the dataset's defaults where it has none."""
+    run = parse_run_name(name)
+    defaults = DATASET_DEFAULTS[run["dataset"]]
+    return tuple(defaults[key] if run[key] is None else run[key]
+                 for key in ("lambda_uncertainty", "lambda_intrinsic"))
+
+
+def lambda_cells(results, first_epoch):
+    """{(lambda_1, lambda_2): {measure: {seed: value %}}} of the lambda map: from the results
+    files under our protocol (best checkpoint, M = 1) the accuracy at N = 6 and 50 and the
+    share of e_t exactly 0 at N = 6; from first_epoch ({run: running train accuracy at the end
+    of epoch 1}) that accuracy."""
+    cells = {}
+    # by_seed would keep one cell per seed: a cell is a run name less its seed
+    for r in (r for r in results if r["protocol"] == "ours" and r["fixed"]["M"] == 1
+              and "curve" in r and not r["config"]["num_test"]):
+        seed = r["seed"]
+        cell = cells.setdefault(lambda_of_run(r["run"]), {m: {} for m in LAMBDA_MEASURES})
+        cell["N = 6"][seed], cell["N = 50"][seed] = at(r, 6), at(r, 50)
+        if r["fixed"]["N"] == 6 and "e_t_zero" in r["fixed"]:
+            cell["e_t exactly 0 at N = 6"][seed] = 100 * r["fixed"]["e_t_zero"]
+    for name, accuracy in first_epoch.items():
+        cell = cells.setdefault(lambda_of_run(name), {m: {} for m in LAMBDA_MEASURES})
+        cell["epoch 1, running train"][parse_run_name(name)["random_seed"]] = 100 * accuracy
+    return dict(sorted(cells.items()))
+
+
+def lambda_map(cells):
+    """The lambda map's table, a row per cell of lambda_cells: each measure's mean +- sd
+    [lowest, highest] over the cell's seeds."""
+    rows = []
+    for (l1, l2), cell in cells.items():
+        seeds = sorted({seed for by_seed in cell.values() for seed in by_seed})
+        rows.append([f"{l1:g}", f"{l2:g}", ", ".join(map(str, seeds))]
+                    + [spread_cell(spread(list(cell[m].values())), seeds=False)
+                       for m in LAMBDA_MEASURES])
+    return _section(
+        "The lambda_1 x lambda_2 map, RAM + both on MNIST (0: the term weighted 0): accuracy "
+        "(%) under our protocol (best checkpoint, M = 1), the running train accuracy (%) at the "
+        "end of epoch 1, and the share (%) of e_t's entries exactly 0 at N = 6; mean +- sd "
+        "[lowest, highest] over seeds",
+        ["lambda_1", "lambda_2", "seeds", *LAMBDA_MEASURES], rows)

@@ -4,6 +4,8 @@ protocol in its own panel; and on the committed results, the committed tables.""
 import json
 import os
 
+import pytest
+
 import report
 import tables
 from conftest import ROOT, settings
@@ -183,8 +185,9 @@ def test_the_committed_tables_are_made_from_the_committed_results():
     results = os.path.join(ROOT, "results")
     first_epoch, curves = (report._read_json(os.path.join(results, name))
                            for name in ("first_epoch.json", "training_curves.json"))
+    cells = report.lambda_map_cells(results, os.path.join(ROOT, "no_such_logs"))
     with open(os.path.join(results, "tables.md")) as f:
-        assert report.results_markdown(results, first_epoch, curves) == f.read()
+        assert report.results_markdown(results, first_epoch, curves, cells) == f.read()
 
 
 def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_path):
@@ -260,3 +263,45 @@ def test_low_eps_mix_weighs_the_accuracy_at_each_step_by_where_minibatches_stop(
     assert row == "| 1 | 0.1 | 75.0 | 25.0 | 20.0 | 60.0 | 30.0 | 30.0 | +0.0 |"
     del point["batch_stops"]
     assert tables.low_eps([r], "mnist") == []
+
+
+def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_path):
+    """Each (lambda_1, lambda_2) cell of the map, from its runs' results files (our protocol,
+    M = 1: N = 6, N = 50, e_t exactly 0) and logs (the running train accuracy at the end of
+    epoch 1, kept in results/ for when the logs are gone); a cell at the dataset's default
+    weights (no _lu/_li in the name) lands at those weights; the table and the heat maps."""
+    from config import run_name
+    results, logs = tmp_path / "results", tmp_path / "logs"
+    cells = {(0.0, 0.1): (0.90, 0.50, 0.0), (1e-3, 0.01): (0.95, 0.94, 0.99)}
+    for (l1, l2), (n6, n50, zero) in cells.items():
+        for seed in (1, 2):
+            cfg = settings("--uncertainty=True", "--intrinsic=True", f"--random_seed={seed}",
+                           f"--lambda_uncertainty={l1}", f"--lambda_intrinsic={l2}")
+            r = _result("both", seed, "ours", 1, 0.1, n50 + 0.01 * seed)
+            r.update(run=run_name(cfg), config=vars(cfg))
+            r["curve"]["accuracy"][5] = n6
+            r["fixed"]["e_t_zero"] = zero
+            _write(results / report.LAMBDA_MAP, r)
+            os.makedirs(logs / r["run"])
+            (logs / r["run"] / "train_iterations.csv").write_text(
+                "epoch,iteration,global_step,running_loss,running_acc\n"
+                f"1,1,1,0.5,0.2\n1,2,2,0.5,{0.3 + 0.1 * seed + l2}\n")
+            (logs / r["run"] / "epochs.csv").write_text(
+                "epoch,train_loss,train_acc,valid_loss,valid_acc,lr\n1,0,0,0,0,3e-4\n")
+    assert "_lu" not in run_name(settings("--uncertainty=True", "--intrinsic=True",
+                                          "--lambda_uncertainty=1e-5", "--lambda_intrinsic=0.1"))
+    got = report.lambda_map_cells(str(results), str(logs))
+    assert set(got) == set(cells)
+    cell = got[(1e-3, 0.01)]
+    assert cell["N = 6"] == {1: 95.0, 2: 95.0}
+    assert cell["N = 50"] == pytest.approx({1: 95.0, 2: 96.0})
+    assert cell["e_t exactly 0 at N = 6"] == {1: 99.0, 2: 99.0}
+    assert cell["epoch 1, running train"] == pytest.approx({1: 41.0, 2: 51.0})
+    assert report.lambda_map_cells(str(results), str(tmp_path / "no_logs")) == got
+    row = next(line for line in tables.lambda_map(got) if line.startswith("| 0.001 | 0.01 |"))
+    assert row == ("| 0.001 | 0.01 | 1, 2 | 95.0 +- 0.0 [95.0, 95.0] | 95.5 +- 0.7 [95.0, 96.0] "
+                   "| 46.0 +- 7.1 [41.0, 51.0] | 99.0 +- 0.0 [99.0, 99.0] |")
+    png = report.make_figures(str(results), str(logs), str(tmp_path / "plots"),
+                              lambda_cells=got)[0]
+    assert png.endswith("lambda_map_mnist.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
