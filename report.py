@@ -33,6 +33,9 @@ SINGLE_RUNS = "single_runs"
 SECOND_GROUP = "second_group"
 # RAM + uncertainty with L_unc weighted 0 (the error network fitted, not minimised), seeds 1-5.
 FIT_ONLY = "fit_only"
+# The four variants trained with the strong recipe (sweeps/strong.json): their results, and
+# their figures, glimpses_<dataset>_strong.png.
+STRONG = "strong"
 # RAM + both over a lambda_1 x lambda_2 grid (sweeps/lambda_map.json), and the running train
 # accuracy at the end of epoch 1 of each of its runs (their logs are not committed).
 LAMBDA_MAP = "lambda_map"
@@ -76,10 +79,8 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
     """Every figure of the paper from the files of test_script.sh; returns the paths written.
 
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
-    - glimpses_<dataset>.png: test accuracy against N = 1..N_max, with the dynamic points, a
-      panel per evaluation protocol;
-    - where_<run>.png / .gif: where each run looks on a few test images (the glimpse trace of
-      its latest evaluated checkpoint, `_trace_order`);
+    - the figures of the grid's results and of the strong recipe's (`_study_figures`):
+      glimpses_<dataset>.png and glimpses_<dataset>_strong.png, where_<run>.png / .gif;
     - lambda_map_mnist.png: the heat maps of the lambda map, where lambda_cells has cells."""
     written = []
     if lambda_cells:
@@ -97,6 +98,16 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
         written.append(plot_first_epoch(running, title,
                                         os.path.join(plots_dir, f"first_epoch_{dataset}.png"),
                                         reference))
+    for folder, suffix in (("", ""), (STRONG, "_strong")):
+        written += _study_figures(os.path.join(results_dir, folder), plots_dir, suffix, gifs)
+    return written
+
+
+def _study_figures(results_dir, plots_dir, suffix, gifs):
+    """The figures of one study's results: glimpses_<dataset><suffix>.png, accuracy against N
+    with the dynamic points, a panel per protocol; where_<run>.png / .gif, where each run
+    looks (its latest evaluated checkpoint's trace, `_trace_order`). Returns the paths."""
+    written = []
     results = read_results(results_dir)
     for dataset in sorted({r["dataset"] for r in results}):
         of_dataset = [r for r in results if r["dataset"] == dataset]
@@ -105,10 +116,12 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
         if not panels:
             continue  # only fixed-N evaluations: nothing to plot against N
         c = of_dataset[0]["config"]
-        title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained with T={c['num_glimpses']} "
-                 f"glimpses of {c['patch_size']}x{c['patch_size']} (k={c['num_patches']})")
+        recipe = " with the strong recipe" if suffix else ""
+        title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained{recipe} with "
+                 f"T={c['num_glimpses']} glimpses of {c['patch_size']}x{c['patch_size']} "
+                 f"(k={c['num_patches']})")
         written.append(plot_accuracy_vs_glimpses(
-            panels, title, os.path.join(plots_dir, f"glimpses_{dataset}.png")))
+            panels, title, os.path.join(plots_dir, f"glimpses_{dataset}{suffix}.png")))
     latest = {}  # run -> the glimpse trace of its latest evaluated checkpoint
     for r in sorted(results, key=_trace_order):
         path = trace_path(results_dir, r)
@@ -227,16 +240,18 @@ def lambda_map_cells(results_dir, logs_dir):
 
 def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):
     """The result tables, in markdown, from the evaluation JSONs of results_dir (the grid,
-    and the studies beside it in its SINGLE_RUNS, SECOND_GROUP and FIT_ONLY folders), a
-    first_epoch_summary, training_curves and lambda_map_cells."""
-    return tables.markdown(first_epoch,
-                           _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)),
-                           read_results(results_dir),
+    and the studies beside it in its SINGLE_RUNS, SECOND_GROUP, FIT_ONLY and STRONG folders),
+    a first_epoch_summary, training_curves and lambda_map_cells."""
+    grid, strong = (read_results(os.path.join(results_dir, folder)) for folder in ("", STRONG))
+    text = tables.markdown(first_epoch,
+                           _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)), grid,
                            read_results(os.path.join(results_dir, SINGLE_RUNS)),
                            read_results(os.path.join(results_dir, SECOND_GROUP)),
-                           read_results(os.path.join(results_dir, FIT_ONLY))) + \
-        tables.recipe_table(curves or {}) + \
-        "\n".join([""] + tables.lambda_map(lambda_cells or {}))
+                           read_results(os.path.join(results_dir, FIT_ONLY)))
+    studies = [line for dataset in sorted({r["dataset"] for r in strong})
+               for line in tables.paper_vs_strong(grid, strong, dataset)]
+    return text + tables.recipe_table(curves or {}) + "\n".join(
+        [""] + studies + tables.lambda_map(lambda_cells or {}))
 
 
 def _summary(made, path, compact=False):

@@ -146,7 +146,7 @@ def _write(results_dir, r, dataset="mnist"):
     r = dict(r, dataset=dataset, run=r["run"].replace("mnist", dataset),
              config=dict(r["config"], dataset=dataset))
     path = results_dir / r["run"] / f"{r['protocol']}_M{r['fixed']['M']}.json"
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(r))
 
 
@@ -305,3 +305,38 @@ def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_pat
                               lambda_cells=got)[0]
     assert png.endswith("lambda_map_mnist.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkeypatch):
+    """The strong study (results/strong) against the grid, variant by variant: accuracy at
+    N = 1, T, 30, 50 under each protocol, the dynamic sweeps (spec rule under ours, released
+    under the author's), the strong runs' paired differences; its figure glimpses_<dataset>_
+    strong.png; nothing for a dataset without strong runs."""
+    point = lambda g, a: [{"exploration_rate": 0.1, "mean_glimpses": g, "accuracy": a}]
+    for seed in (1, 2):
+        for protocol, M in (("ours", 1), ("author", 10)):
+            sweep = {"spec": point(2.0, 0.9), "released": point(3.0, 0.8)}
+            _write(tmp_path, _result("both", seed, protocol, M, 0.2, 0.9, sweep))
+            strong = _result("both", seed, protocol, M, 0.3, 0.95 + 0.01 * seed,
+                             {"spec": point(2.5 + seed, 0.97), "released": point(4.0, 0.99)})
+            _write(tmp_path / report.STRONG, dict(strong, run=strong["run"] + "_b128"))
+            _write(tmp_path / report.STRONG, _result("original", seed, protocol, M, 0.1, 0.5))
+    lines = report.results_markdown(str(tmp_path), {}).splitlines()
+    assert "| RAM + both | N = 50 | 90.0 +- 0.0 [90.0, 90.0] (2 seeds) | 96.5 +- 0.7 [96.0, " \
+           "97.0] (2 seeds) | 90.0 +- 0.0 [90.0, 90.0] (2 seeds) | 96.5 +- 0.7 [96.0, 97.0] " \
+           "(2 seeds) |" in lines
+    assert "| RAM | N = 6 | - | 98.0 +- 0.0 [98.0, 98.0] (2 seeds) | - | 98.0 +- 0.0 [98.0, " \
+           "98.0] (2 seeds) |" in lines
+    assert ("| RAM + both | 0.1 | 2.00 +- 0.00 [2.00, 2.00] glimpses, 90.0 +- 0.0 [90.0, 90.0] "
+            "(2 seeds) | 4.00 +- 0.71 [3.50, 4.50] glimpses, 97.0 +- 0.0 [97.0, 97.0] (2 seeds) "
+            "| 3.00 +- 0.00 [3.00, 3.00] glimpses, 80.0 +- 0.0 [80.0, 80.0] (2 seeds) | 4.00 +- "
+            "0.00 [4.00, 4.00] glimpses, 99.0 +- 0.0 [99.0, 99.0] (2 seeds) |") in lines
+    assert ("Strong recipe: RAM + both minus RAM at N = 50 (our protocol), seed by seed: seed 1: "
+            "+46.0, seed 2: +47.0 points; 46.5 +- 0.7 [46.0, 47.0] (2 seeds).") in lines
+    assert tables.paper_vs_strong(report.read_results(str(tmp_path)),
+                                  report.read_results(str(tmp_path / report.STRONG)),
+                                  "translated") == []
+    monkeypatch.setattr(report, "plot_accuracy_vs_glimpses", lambda panels, title, path: path)
+    written = report.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "p"))
+    assert [os.path.basename(p) for p in written if "glimpses_" in p] == [
+        "glimpses_mnist.png", "glimpses_mnist_strong.png"]
