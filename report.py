@@ -295,10 +295,12 @@ def main(argv=None):
                         f"{LAMBDA_FIRST_EPOCH} keeps it)")
     p.add_argument("--plots_dir", default="./plots", help="where the PNG and GIF files go")
     p.add_argument("--pretrained_dir", default=None,
-                   help="also copy every evaluated run's best and latest checkpoints there, "
-                        "slimmed down for --is_train=False (pretrained/ in the repository)")
+                   help="also copy every evaluated run's best and latest checkpoints there "
+                        "(the grid's and the strong recipe's), slimmed down for "
+                        "--is_train=False (pretrained/ in the repository)")
     a = p.parse_args(argv)
-    written = export_pretrained(a.results_dir, a.pretrained_dir) if a.pretrained_dir else []
+    written = [path for folder in ("", STRONG) if a.pretrained_dir for path in
+               export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir)]
     cells = lambda_map_cells(a.results_dir, a.lambda_logs)
     written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir, lambda_cells=cells)
     written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))

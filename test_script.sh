@@ -9,7 +9,9 @@
 #   bash test_script.sh           the full pipeline: results/ and plots/ (many hours on a CPU)
 #   bash test_script.sh --quick   the same pipeline on a tiny budget (one seed, 400 images,
 #                                 one epoch, N up to 8) into runs_quick/: a few minutes
-#   bash test_script.sh [--quick] FLAG...   also pass flags to sweep.py, and through it to
+#   bash test_script.sh --strong  the four variants with the strong recipe (sweeps/strong.json,
+#                                 docs/results.md) into results/strong, then the report
+#   bash test_script.sh [--quick|--strong] FLAG...   also pass flags to sweep.py, and to
 #                                 every run: --address=auto for a Ray cluster, --use_gpu=True
 #
 # Idempotent and resumable (sweep.py): what is trained or evaluated is skipped, a run with a
@@ -20,21 +22,23 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 
-QUICK=0
-if [ "${1:-}" = "--quick" ]; then
-    QUICK=1
-    shift
-fi
+MODE=${1:-}
+case $MODE in --quick|--strong) shift;; *) MODE=;; esac
 for flag in "$@"; do
     case $flag in --*=*) ;; *)
-        echo "usage: bash test_script.sh [--quick] [--flag=value ...] (got '$flag')" >&2
+        echo "usage: bash test_script.sh [--quick|--strong] [--flag=value ...] (got '$flag')" >&2
         exit 2;;
     esac
 done
 DATASETS=${DATASETS:-mnist translated}
 ARGS=(--dataset="${DATASETS// /,}" "$@")
 
-if [ $QUICK = 1 ]; then
+if [ "$MODE" = --strong ]; then
+    "$PY" sweep.py --grid=sweeps/strong.json --report=False --ckpt_dir=runs/strong/ckpt \
+        --logs_dir=runs/strong/logs --results_dir=results/strong "${ARGS[@]}"
+    exec "$PY" report.py --pretrained_dir=pretrained
+fi
+if [ "$MODE" = --quick ]; then
     # One seed of each variant for one epoch: its runs double as the first-epoch runs.
     exec "$PY" sweep.py --grid=sweeps/paper.json --random_seed=1 --epochs=1 --subset=400 \
         --max_glimpses=8 --exploration_rate 0 0.1 0.3 --compile=False \
