@@ -31,8 +31,11 @@ SINGLE_RUNS = "single_runs"
 # Original RAM trained again, seeds 6-10 as one group of 5 with the final code: a third
 # study of its accuracy past T, beside the grid and the single runs (tables.past_T_studies).
 SECOND_GROUP = "second_group"
-# RAM + uncertainty with L_unc weighted 0 (the error network fitted, not minimised), seeds 1-5.
-FIT_ONLY = "fit_only"
+# RAM + uncertainty trained otherwise, 5 seeds each: L_unc weighted 0 (the error network
+# fitted, not minimised), and L_unc routed as the released code routes it; the folders of
+# their results, by the name of their columns in the tables.
+OTHERWISE = {"fit only (lambda_1 = 0)": "fit_only",
+             "released routing of L_unc": "released_routing"}
 # The four variants trained with the strong recipe (sweeps/strong.json): their results, and
 # their figures, glimpses_<dataset>_strong.png.
 STRONG = "strong"
@@ -240,14 +243,15 @@ def lambda_map_cells(results_dir, logs_dir):
 
 def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):
     """The result tables, in markdown, from the evaluation JSONs of results_dir (the grid,
-    and the studies beside it in its SINGLE_RUNS, SECOND_GROUP, FIT_ONLY and STRONG folders),
+    and the studies beside it in its SINGLE_RUNS, SECOND_GROUP, OTHERWISE and STRONG folders),
     a first_epoch_summary, training_curves and lambda_map_cells."""
     grid, strong = (read_results(os.path.join(results_dir, folder)) for folder in ("", STRONG))
     text = tables.markdown(first_epoch,
                            _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)), grid,
                            read_results(os.path.join(results_dir, SINGLE_RUNS)),
                            read_results(os.path.join(results_dir, SECOND_GROUP)),
-                           read_results(os.path.join(results_dir, FIT_ONLY)))
+                           {name: read_results(os.path.join(results_dir, folder))
+                            for name, folder in OTHERWISE.items()})
     studies = [line for dataset in sorted({r["dataset"] for r in strong})
                for line in tables.paper_vs_strong(grid, strong, dataset)]
     return text + tables.recipe_table(curves or {}) + "\n".join(

@@ -387,23 +387,25 @@ def dynamic_tables(results, dataset):
     return lines
 
 
-def fit_only(fit, results, dataset):
-    """The error network fitted but L_unc weighted 0 (the runs of `fit`) beside RAM +
+def uncertainty_trained_otherwise(studies, results, dataset):
+    """RAM + uncertainty trained otherwise ({name: results files}: the error network fitted
+    but L_unc weighted 0, L_unc routed as the released code routes it) beside RAM +
     uncertainty and RAM + both of the grid (`results`), under the author's protocol (M = 10,
-    epoch 100, released rule), over seeds: N = 6 and 50, then every eps of the sweeps."""
-    fit = [r for r in fit if r["dataset"] == dataset]
-    if not fit:
+    epoch 100, released rule), over seeds: N = 1, 2, 6 and 50, then every eps of the
+    sweeps, and the author's numbers."""
+    studies = {name: list(by_seed([r for r in runs if r["dataset"] == dataset], "author", 10)
+                          .get("uncertainty", {}).values()) for name, runs in studies.items()}
+    studies = {name: runs for name, runs in studies.items() if runs}
+    if not studies:
         return []
     grid = by_seed(results, "author", 10)
-    studies = {"fit only (lambda_1 = 0)": list(by_seed(fit, "author", 10).get("uncertainty",
-                                                                           {}).values()),
-               LABELS["uncertainty"]: list(grid.get("uncertainty", {}).values()),
-               LABELS["both"]: list(grid.get("both", {}).values())}
+    studies[LABELS["uncertainty"]] = list(grid.get("uncertainty", {}).values())
+    studies[LABELS["both"]] = list(grid.get("both", {}).values())
     theirs = paper.DYNAMIC.get(dataset, {}).get("uncertainty", {})
     rows = [[f"N = {n}", *(spread_cell(spread([at(r, n) for r in runs]))
                            for runs in studies.values()),
              _cell(paper.FIXED.get(dataset, {}).get("uncertainty", {}).get(n))]
-            for n in (6, 50)]
+            for n in (1, 2, 6, 50)]
     rates = sorted({p["exploration_rate"] for runs in studies.values() for r in runs
                     for p in r.get("dynamic", {}).get("released", [])})
     for eps in rates:
@@ -412,8 +414,8 @@ def fit_only(fit, results, dataset):
                                       for runs in studies.values()),
                      f"{g[0]:g} glimpses, {g[1]:g}" if g else "-"])
     return _section(
-        f"The error network fitted but not minimised, on {DATASET_TITLES[dataset]}: accuracy (%)"
-        " after N glimpses, and the dynamic number of glimpses with the released rule (mean "
+        f"RAM + uncertainty trained otherwise, on {DATASET_TITLES[dataset]}: accuracy (%) "
+        "after N glimpses, and the dynamic number of glimpses with the released rule (mean "
         "glimpses, accuracy %), author's protocol (M = 10, epoch 100), over seeds",
         ["measure", *studies, "the author's, RAM + uncertainty"], rows)
 
@@ -421,11 +423,11 @@ def fit_only(fit, results, dataset):
 LOW_EPS = (0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.45, 0.5, 1)
 
 
-def low_eps(results, dataset, variant="uncertainty"):
+def low_eps(results, dataset, variant="uncertainty", study=""):
     """The released rule at low eps, seed by seed (author's protocol, the sweeps that record
     where their minibatches stopped): the share of minibatches stopping at step 1 and 2, the
     accuracy after N = 1 and 2 glimpses, and the mix sum_s share_s x accuracy(N = s) beside
-    the accuracy the rule gave."""
+    the accuracy the rule gave. study: words naming the runs in the caption."""
     rows = []
     for seed, r in by_seed(results, "author", 10).get(variant, {}).items():
         for p in r.get("dynamic", {}).get("released", []):
@@ -440,7 +442,7 @@ def low_eps(results, dataset, variant="uncertainty"):
                          f"{at(r, 2):.1f}", f"{mix:.1f}", f"{100 * p['accuracy']:.1f}",
                          f"{100 * p['accuracy'] - mix:+.1f}"])
     return _section(
-        f"The released rule at low eps, {LABELS[variant]} on {DATASET_TITLES[dataset]} "
+        f"The released rule at low eps, {LABELS[variant]}{study} on {DATASET_TITLES[dataset]} "
         "(author's protocol, M = 10): % of minibatches that stop at step 1 and 2, accuracy (%) "
         "after N = 1 and 2, their mix weighted by where the minibatches stop, and the rule's "
         "accuracy",
@@ -448,12 +450,14 @@ def low_eps(results, dataset, variant="uncertainty"):
          "rule - mix"], rows)
 
 
-def markdown(first_epoch, single_first_epoch, results, single, second, fit=()):
+def markdown(first_epoch, single_first_epoch, results, single, second, otherwise=None):
     """Every table, as one markdown text: the first-epoch tables (first_epoch beside
     single_first_epoch, the same study run one process per run), then per dataset the tables
     of `results` (the grid), with the single runs (`single`) and the second group of
-    original RAM (`second`) set beside it, and the fit-only runs (`fit`); all lists of
-    results files."""
+    original RAM (`second`) set beside it, and RAM + uncertainty trained otherwise
+    (`otherwise`, {name: results files}: uncertainty_trained_otherwise, each study's low-eps
+    table); all lists of results files."""
+    otherwise = otherwise or {}
     lines = first_epoch_tables(first_epoch)
     lines += first_epoch_groups_vs_single(first_epoch, single_first_epoch)
     for dataset in sorted({r["dataset"] for r in results}):
@@ -466,8 +470,11 @@ def markdown(first_epoch, single_first_epoch, results, single, second, fit=()):
         lines += run_table(grid, dataset, "author")
         lines += run_table(grid, dataset, "ours")
         lines += dynamic_tables(grid, dataset)
-        lines += fit_only(fit, grid, dataset)
+        lines += uncertainty_trained_otherwise(otherwise, grid, dataset)
         lines += low_eps(grid, dataset)
+        for name, runs in otherwise.items():
+            lines += low_eps([r for r in runs if r["dataset"] == dataset], dataset,
+                             study=f", {name},")
     return "\n".join(lines)
 
 

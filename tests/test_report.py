@@ -232,23 +232,30 @@ def test_first_epoch_figure_is_redrawn_byte_for_byte_from_the_committed_curves(t
     assert png[0] == png[1]
 
 
-def test_fit_only_runs_sit_beside_the_uncertainty_and_both_variants():
-    """The fit-only table: N = 6 and 50, then each eps of the released rule's sweeps, for the
-    fit-only runs, RAM + uncertainty and RAM + both (author's protocol), and the author's."""
+def test_uncertainty_trained_otherwise_sits_beside_the_uncertainty_and_both_variants():
+    """RAM + uncertainty trained otherwise (fit only; released routing): N = 1, 2, 6, 50,
+    then each eps of the released rule's sweeps, a column per study with runs of the dataset,
+    then RAM + uncertainty and RAM + both of the grid (author's protocol), and the author's."""
     sweep = lambda g, a: {"released": [{"exploration_rate": 0.1, "mean_glimpses": g,
                                         "accuracy": a}]}
     fit = [_result("uncertainty", s, "author", 10, 0.1, 0.2 + 0.1 * s, sweep(1.5 + s, 0.5))
            for s in (1, 2)]
+    released = [_result("uncertainty", 3, "author", 10, 0.3, 0.6, sweep(2.8, 0.7))]
     grid = [_result("uncertainty", 1, "author", 10, 0.1, 0.15, sweep(1.3, 0.3)),
             _result("both", 1, "author", 10, 0.1, 0.98, sweep(2.0, 0.9))]
-    lines = tables.fit_only(fit, grid, "mnist")
+    lines = tables.uncertainty_trained_otherwise({"fit only": fit, "released": released,
+                                                  "none": []}, grid, "mnist")
+    assert lines[2] == ("| measure | fit only | released | RAM + uncertainty | RAM + both "
+                        "| the author's, RAM + uncertainty |")
     row = lambda start: next(line for line in lines if line.startswith(start))
-    assert row("| N = 50 |") == ("| N = 50 | 35.0 +- 7.1 [30.0, 40.0] (2 seeds) | 15.0 (1 seed) "
-                                 "| 98.0 (1 seed) | 10.0 |")
+    assert row("| N = 50 |") == ("| N = 50 | 35.0 +- 7.1 [30.0, 40.0] (2 seeds) | 60.0 (1 seed) "
+                                 "| 15.0 (1 seed) | 98.0 (1 seed) | 10.0 |")
+    assert row("| N = 1 |").startswith("| N = 1 | 10.0 +- 0.0 [10.0, 10.0] (2 seeds) | 30.0 ")
     assert row("| eps 0.1 |") == (
         "| eps 0.1 | 3.00 +- 0.71 [2.50, 3.50] glimpses, 50.0 +- 0.0 [50.0, 50.0] (2 seeds) "
-        "| 1.30 glimpses, 30.0 (1 seed) | 2.00 glimpses, 90.0 (1 seed) | 1.9 glimpses, 67.14 |")
-    assert tables.fit_only([], grid, "mnist") == []
+        "| 2.80 glimpses, 70.0 (1 seed) | 1.30 glimpses, 30.0 (1 seed) "
+        "| 2.00 glimpses, 90.0 (1 seed) | 1.9 glimpses, 67.14 |")
+    assert tables.uncertainty_trained_otherwise({"fit only": []}, grid, "mnist") == []
 
 
 def test_low_eps_mix_weighs_the_accuracy_at_each_step_by_where_minibatches_stop():
