@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import model as model_module
+import report
 from conftest import DATA, ROOT, cli, run_main
 from evaluate import read_results
 from export import first_batch_accuracy
@@ -21,11 +22,12 @@ SHIPPED_BEST = [p for p in SHIPPED if p.endswith("_best.pt")]
 
 
 def test_every_evaluated_checkpoint_is_shipped():
-    """Each checkpoint with results in results/ (a run's best, and its latest: epoch 100 of a
-    run that went to the end) ships in pretrained/, of the epoch its results are of; and no
-    other checkpoint is shipped."""
+    """Each checkpoint with results in results/ and results/strong (a run's best, and its
+    latest: the last epoch of a run that went to the end) ships in pretrained/, of the epoch
+    its results are of; and no other checkpoint is shipped."""
     evaluated = {(r["run"], r["checkpoint_kind"]): r["epoch"]
-                 for r in read_results(os.path.join(ROOT, "results"))}
+                 for folder in ("", report.STRONG)
+                 for r in read_results(os.path.join(ROOT, "results", folder))}
     shipped = {tuple(os.path.basename(p)[:-len(".pt")].rsplit("_", 1)): load_pretrained(p).epoch
                for p in SHIPPED}
     assert evaluated == shipped
