@@ -76,11 +76,31 @@ def test_cuda_where_there_is_none(tmp_path):
 
 
 def test_script_refuses_an_unknown_argument_with_its_usage():
-    """test_script.sh takes --quick and --flag=value only: a typo must not start hours of
-    training."""
-    run = subprocess.run(["bash", os.path.join(ROOT, "test_script.sh"), "--quik"],
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and "usage" in run.stderr
+    """test_script.sh takes --quick or --strong, then --flag=value only: a typo must not
+    start hours of training."""
+    for args in (["--quik"], ["--strong", "--quick"]):
+        run = subprocess.run(["bash", os.path.join(ROOT, "test_script.sh"), *args],
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and "usage" in run.stderr
+
+
+def test_script_strong_sweeps_the_strong_grid_into_its_own_folder_then_reports(tmp_path):
+    """--strong: sweep.py on sweeps/strong.json into results/strong (the flags passed on),
+    then report.py with the pretrained export; the interpreter is $PYTHON."""
+    log = tmp_path / "calls"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake.chmod(0o755)
+    run = subprocess.run(["bash", os.path.join(ROOT, "test_script.sh"), "--strong",
+                          "--random_seed=1"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHON=str(fake), DATASETS="mnist"))
+    assert run.returncode == 0, run.stderr
+    sweep, report = log.read_text().splitlines()
+    assert sweep.split() == ["sweep.py", "--grid=sweeps/strong.json", "--report=False",
+                             "--ckpt_dir=runs/strong/ckpt", "--logs_dir=runs/strong/logs",
+                             "--results_dir=results/strong", "--dataset=mnist",
+                             "--random_seed=1"]
+    assert report == "report.py --pretrained_dir=pretrained"
 
 
 # ------------------------------------------------------------------------------- data files
