@@ -135,6 +135,9 @@ core.add_argument("--hidden_size", type=int, default=256, help="size of h_t")
 core.add_argument("--std", type=float, default=None,
                   help="standard deviation of the Gaussian location policy; "
                        "default 0.10 (mnist), 0.03 (the others)")
+core.add_argument("--reinforce_weight", type=float, default=1.0,
+                  help="beyond the paper: the weight of the REINFORCE term (the PyTorch port's "
+                       "recipe: 0.01, a policy that moves slowly)")
 core.add_argument("--M", type=int, nargs="+", default=[1],
                   help="Monte Carlo samples per test image, whose log-probabilities are "
                        "averaged; several values evaluate each (e.g. --M 1 10)")
@@ -233,16 +236,16 @@ VARIANTS = {"original": (False, False), "uncertainty": (True, False),
 # meaning of the weights), and in addition to be trained further.
 ARCHITECTURE = ("dataset", "distractors", "patch_size", "num_patches", "glimpse_scale",
                 "glimpse_hidden", "loc_hidden", "hidden_size", "location_hidden", "baseline_relu")
-TRAINING = ARCHITECTURE + ("num_glimpses", "std", "uncertainty", "intrinsic",
-                           "uncertainty_routing", "lambda_uncertainty", "lambda_intrinsic",
-                           "batch_size", "init_lr",
+TRAINING = ARCHITECTURE + ("num_glimpses", "std", "reinforce_weight", "uncertainty",
+                           "intrinsic", "uncertainty_routing", "lambda_uncertainty",
+                           "lambda_intrinsic", "batch_size", "init_lr",
                            "lr_schedule", "lr_patience", "train_patience", "valid_size",
                            "subset", "shuffle", "random_seed")
 # Settings added after checkpoints were first shipped: a checkpoint without one was made with
 # this value (utils.load_checkpoint fills it in).
 ADDED_SETTINGS = {key: parser.get_default(key)
-                  for key in ("location_hidden", "baseline_relu", "uncertainty_routing",
-                              "distractors")}
+                  for key in ("location_hidden", "baseline_relu", "reinforce_weight",
+                              "uncertainty_routing", "distractors")}
 
 # The paper's training recipe, and the run-name tag of each of its settings where a run
 # differs from it (the paper's std is the dataset's, DATASET_DEFAULTS). Runs of two recipes
@@ -253,6 +256,7 @@ RECIPE_TAGS = {"batch_size": lambda c: f"b{c.batch_size}", "std": lambda c: f"st
                "train_patience": lambda c: f"tp{c.train_patience}",
                "location_hidden": lambda c: f"lh{c.location_hidden}",
                "baseline_relu": lambda c: "blin",  # the one other value
+               "reinforce_weight": lambda c: f"rw{c.reinforce_weight:g}",
                # the one other value, where the variant has the term
                "uncertainty_routing": lambda c: "relroute" if c.uncertainty else "",
                # the paper's count is the cluttered dataset's (None for the others)
@@ -334,7 +338,7 @@ _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_
                        + "|".join(VARIANTS) + ")"
                        + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
                                  for key, (tag, _) in NAMED_WEIGHTS.items())
-                       + r"(?P<recipe>(?:_(?:b|std|lr|plateauacc|plateau|tp|lh|blin|relroute|d)[\d.e+-]*)*)"
+                       + r"(?P<recipe>(?:_(?:b|std|lr|plateauacc|plateau|tp|lh|blin|rw|relroute|d)[\d.e+-]*)*)"
                        + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 
@@ -412,6 +416,8 @@ def check_config(cfg):
     largest = cfg.patch_size * cfg.glimpse_scale ** (cfg.num_patches - 1) if cfg.num_patches >= 1 else 0
     rules = [
         (cfg.std > 0, f"--std must be positive, got {cfg.std}"),
+        (cfg.reinforce_weight >= 0, f"--reinforce_weight must not be negative, got "
+                                    f"{cfg.reinforce_weight}"),
         (cfg.random_seed >= 1, f"--random_seed must be at least 1, got {cfg.random_seed}"),
         (cfg.patch_size >= 1, f"--patch_size must be at least 1, got {cfg.patch_size}"),
         (cfg.glimpse_scale >= 1, f"--glimpse_scale must be at least 1, got {cfg.glimpse_scale}"),

@@ -42,10 +42,13 @@ def has_term(cfg, term):
 
 def loss_weights(cfgs, device="cpu"):
     """The weight of each optional term for each run of a group: {term: (R,) tensor}. It is 0
-    where the run's variant has no such term, so that the term gives that run no gradient."""
-    return {term: torch.tensor([(getattr(c, weight) if weight else 1.0) if has_term(c, term)
-                                else 0.0 for c in cfgs], device=device)
-            for term, (_, weight) in OPTIONAL_TERMS.items()}
+    where the run's variant has no such term, so that the term gives that run no gradient.
+    And REINFORCE's weight, 1 in the paper (--reinforce_weight, beyond it)."""
+    weights = {term: torch.tensor([(getattr(c, weight) if weight else 1.0) if has_term(c, term)
+                                   else 0.0 for c in cfgs], device=device)
+               for term, (_, weight) in OPTIONAL_TERMS.items()}
+    weights["reinforce"] = torch.tensor([c.reinforce_weight for c in cfgs], device=device)
+    return weights
 
 
 def loss_terms(out, y, weights):
@@ -72,7 +75,8 @@ def loss_terms(out, y, weights):
         "baseline": ((out.baselines - R) ** 2).mean(dim=(1, 2)),
         # REINFORCE: detach b_t, the baseline is a constant in the policy gradient; log pi
         # reaches the location network only (it reads h_t.detach() and l_t is an action).
-        "reinforce": (-out.log_pi * (R - out.baselines.detach())).sum(dim=1).mean(dim=-1),
+        "reinforce": weights["reinforce"]
+        * (-out.log_pi * (R - out.baselines.detach())).sum(dim=1).mean(dim=-1),
         # L_fit, the error network's regression on the error it predicts.
         "fit": weights["fit"] * ((out.e_t_fit - target) ** 2).mean(dim=(1, 2, 3)),
         # L_unc = lambda_1 sum_{b,t,k} e_t: reaches RAM through h_t and p_t, not f_e.

@@ -52,6 +52,7 @@ def _nothing_written(tmp):
     (["--random_seed=1,x"], "expected int values"),
     (["--random_seed=0"], "--random_seed must be at least 1"),
     (["--location_hidden=-1"], "--location_hidden must not be negative"),
+    (["--reinforce_weight=-0.01"], "--reinforce_weight must not be negative"),
     (["--lambda_intrinsic=0.1,-1", "--intrinsic=True"], "--lambda_intrinsic must not be negative"),
     (["--uncertainty=True,ture"], "expected True or False, got 'ture'"),
     (["--is_train=False", "--checkpoint=pretrained/x_best.pt", "--random_seed=1,2"],

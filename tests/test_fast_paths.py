@@ -18,9 +18,9 @@ from trainer import Schedule, StackedAdam, loss_terms, loss_weights
 
 # Two runs with different variants and loss weights: every term on for the first.
 CFGS = [SimpleNamespace(uncertainty=True, intrinsic=True, lambda_uncertainty=1e-2,
-                        lambda_intrinsic=0.1),
+                        lambda_intrinsic=0.1, reinforce_weight=1.0),
         SimpleNamespace(uncertainty=False, intrinsic=True, lambda_uncertainty=1e-2,
-                        lambda_intrinsic=0.3)]
+                        lambda_intrinsic=0.3, reinforce_weight=0.5)]
 
 
 def grads(outputs, params):

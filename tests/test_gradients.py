@@ -116,6 +116,27 @@ def test_gradient_routing(term, terms_and_model):
                        for gs in grads.values() for g in gs)
 
 
+def test_reinforce_weight_scales_reinforce_alone_and_keeps_its_route(device):
+    """--reinforce_weight (beyond the paper; the PyTorch port's recipe: 0.01), set run by run:
+    REINFORCE still reaches the location network alone, its value and gradient scaled by
+    the run's weight; every other term is what it is with weight 1."""
+    model = live_model(device)
+    out, y = forward_with_mixed_rewards(model, device)
+    rw = (0.01, 1.0, 0.01, 0.5)
+    scaled = [settings(*variant_flags(v), *LAMBDAS_OF_ONE, f"--reinforce_weight={w}")
+              for v, w in zip(VARIANT_NAMES, rw)]
+    plain, _ = trainer.loss_terms(out, y, trainer.loss_weights(CFGS, device))
+    terms, _ = trainer.loss_terms(out, y, trainer.loss_weights(scaled, device))
+    for name in EXPECTED:
+        w = torch.tensor(rw, device=device) if name == "reinforce" else 1.0
+        torch.testing.assert_close(terms[name], w * plain[name])
+    got, ref = (group_grads(model, t["reinforce"].sum()) for t in (terms, plain))
+    for r, w in enumerate(rw):
+        assert reached(got, r) == {"location"}
+        for g, g1 in zip(got["location"], ref["location"]):
+            torch.testing.assert_close(g[r], w * g1[r])
+
+
 def test_the_location_options_hidden_layer_is_trained_by_reinforce_only(device):
     """--location_hidden: REINFORCE reaches both layers of the location network in every
     run, and no other term reaches either."""
@@ -215,7 +236,8 @@ def test_original_variant_has_no_gradient_on_error_network(device):
 
 def test_loss_weights_zero_the_terms_a_variant_lacks():
     weights = trainer.loss_weights(CFGS)
-    assert set(weights) == set(trainer.OPTIONAL_TERMS)
+    assert set(weights) == set(trainer.OPTIONAL_TERMS) | {"reinforce"}
+    assert weights["reinforce"].tolist() == [1.0] * R  # the paper's
     for term, (flag, _) in trainer.OPTIONAL_TERMS.items():
         assert weights[term].shape == (R,)
         for r, cfg in enumerate(CFGS):
