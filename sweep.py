@@ -30,6 +30,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import traceback
@@ -285,6 +286,9 @@ def train_group(cfgs, log_path, events):
     resume = os.path.exists(os.path.join(cfgs[0].ckpt_dir, f"{run_name(cfgs[0])}_latest.pt"))
     for cfg in cfgs:
         cfg.is_train, cfg.resume = True, resume
+    # Ray's workers block SIGINT: unblocked, `kill -INT` on this process saves and stops the
+    # group, as it stops main.py
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
     with console(log_path):
         # On a line of its own: a killed attempt may have left a progress bar's line open.
         print(f"\n[sweep] attempt {attempt} in {where}")

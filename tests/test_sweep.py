@@ -186,6 +186,24 @@ def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_pat
                 (reference.parent / "logs" / run / log).read_text(), log
 
 
+def test_sigint_to_a_groups_worker_saves_and_stops_that_group(tmp_path):
+    """`kill -INT` on the worker that trains a group (Ray blocks SIGINT in its workers): the
+    group saves a resumable checkpoint mid-epoch and stops, and the sweep reports it
+    interrupted (exit 1: a task failed)."""
+    ckpt_dir = tmp_path / "runs" / "sweep" / "ckpt"
+    proc = sweep(tmp_path, "--evaluate=False", "--report=False", *GROUPS["original"])
+    wait_for((ckpt_dir / f"{runs('original')[1]}_latest.pt").exists, proc)  # in epoch 2
+    log = tmp_path / "runs" / "sweep" / "logs" / "sweep" / f"{runs('original')[0]}+1.log"
+    with open(log) as f:
+        worker = next(int(line.split()[5]) for line in f if line.startswith("[sweep] attempt"))
+    os.kill(worker, signal.SIGINT)
+    code, out, err = finish(proc)
+    assert code == 1, err
+    assert "Interrupted: interrupted by SIGINT at epoch 2" in out + err
+    saved = ckpt(ckpt_dir, runs("original")[0])
+    assert saved["epoch"] == 1 and saved["batch"] > 0, "the stop saved no mid-epoch checkpoint"
+
+
 def test_a_cluster_loses_a_node_and_ends_in_the_uninterrupted_checkpoints(
         tmp_path, ray_tmp, reference):
     """The README's cluster on this machine: a head and a worker node started by `ray start`,
