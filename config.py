@@ -333,12 +333,15 @@ def run_name(cfg):
     return name + (f"_subset{cfg.subset}" if cfg.subset else "")
 
 
+# The words of RECIPE_TAGS, before their numbers.
+_RECIPE_WORDS = ("b", "std", "lr", "plateau", "plateauacc", "tp", "lh", "blin", "rw", "relroute",
+                 "d")
 _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_size>\d+)x\d+"
                        r"_s(?P<glimpse_scale>\d+)_k(?P<num_patches>\d+)_(?P<variant>"
                        + "|".join(VARIANTS) + ")"
                        + "".join(rf"(?:_{tag}(?P<{key}>[\d.e+-]+))?"
                                  for key, (tag, _) in NAMED_WEIGHTS.items())
-                       + r"(?P<recipe>(?:_(?:b|std|lr|plateauacc|plateau|tp|lh|blin|rw|relroute|d)[\d.e+-]*)*)"
+                       + rf"(?P<recipe>(?:_(?:{'|'.join(_RECIPE_WORDS)})[\d.e+-]*)*)"
                        + r"_seed(?P<random_seed>\d+)(?:_subset(?P<subset>\d+))?$")
 
 
