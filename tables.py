@@ -531,7 +531,7 @@ def paper_vs_strong(paper_runs, strong_runs, dataset):
     return lines
 
 
-CURVE_EPOCHS = (10, 20, 40, 60, 100)
+CURVE_EPOCHS = (10, 20, 40, 60, 100, 150, 200)
 
 
 def recipe_table(curves):
