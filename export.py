@@ -16,14 +16,17 @@ def first_batch_accuracy(model, cfg):
     return accuracy_curve(log_probs, labels)[-1]
 
 
-def export_pretrained(results_dir, pretrained_dir, data_dir="./data"):
+def export_pretrained(results_dir, pretrained_dir, data_dir="./data", half=False):
     """Copy the best checkpoint of every run evaluated in results_dir (our protocol, M = 1,
     every test image) to pretrained_dir/<run>_best.pt, and its latest checkpoint (the
     epoch-100 one of a run that ran to the end), where it is beside it, to <run>_latest.pt.
 
     Each keeps what `--is_train=False` needs (settings, weights, epoch) and records its test
     accuracy (N = T, M = 1) on the first 1,000 test images (tests/test_pretrained.py checks
-    it), and on all 10,000 where the results have it. Returns the paths written."""
+    it), and on all 10,000 where the results have it (measured before any rounding).
+    half: store the weights in float16, half the bytes (model.load_pretrained casts them back
+    to float32); the first-1,000 accuracy is then that of the rounded weights. Returns the
+    paths written."""
     written = []
     evaluated = {(from_repository(r["checkpoint"]), r["epoch"]): r["fixed"]["accuracy"]
                  for r in read_results(results_dir)
@@ -40,20 +43,24 @@ def export_pretrained(results_dir, pretrained_dir, data_dir="./data"):
             if source == best and saved_epoch != epoch:
                 raise CheckpointError(f"{source} is from epoch {saved_epoch}, but its "
                                       f"results are of epoch {epoch}.")
-            slim = _slim(source, evaluated.get((source, saved_epoch)), data_dir)
+            slim = _slim(source, evaluated.get((source, saved_epoch)), data_dir, half)
             path = os.path.join(pretrained_dir, os.path.basename(source))
             save_checkpoint(slim, path)
             written.append(path)
     return written
 
 
-def _slim(path, test_accuracy, data_dir):
-    """A checkpoint reduced to what testing needs, with its test accuracy (where known) and
-    its accuracy on the first 1,000 test images recorded."""
+def _slim(path, test_accuracy, data_dir, half):
+    """A checkpoint reduced to what testing needs (its weights in float16 if half), with its
+    test accuracy (where known) and the accuracy of the weights it keeps on the first 1,000
+    test images recorded."""
     ckpt = load_checkpoint(path)
     model, settings, _ = load_pretrained(path)
     settings.data_dir = data_dir
     slim = {key: ckpt[key] for key in ("config", "model", "epoch", "best_valid_acc")}
+    if half:
+        slim["model"] = {name: w.half() for name, w in slim["model"].items()}
+        model.load_run_state(0, slim["model"])  # the rounded weights, back in float32
     slim["recorded"] = {"N": settings.test_glimpses, "M": 1}
     if test_accuracy is not None:
         slim["recorded"]["test_accuracy"] = test_accuracy

@@ -126,3 +126,34 @@ def test_each_protocol_keeps_the_trace_of_its_first_batch(tmp_path, monkeypatch)
         assert torch.equal(trace["locations"], evaluation) and torch.equal(trace_run, evaluation)
         traced[protocol] = trace["locations"]
     assert not torch.equal(traced["ours"], traced["author"])
+
+
+def test_a_half_precision_export_keeps_float16_weights_and_their_own_accuracy(tmp_path):
+    """export_pretrained(half=True), as the strong study ships: the weights stored in float16
+    (the file about half as large), loaded back as float32; the recorded first-1,000
+    accuracy is that of the rounded weights, within a close call or two of the full ones,
+    and the recorded test accuracy stays the results file's."""
+    import shutil
+    from export import export_pretrained
+    run = "mnist_ram_6_8x8_s2_k1_both_seed1"
+    source = os.path.join(ROOT, "pretrained", f"{run}_best.pt")
+    ckpt_dir, results = tmp_path / "ckpt", tmp_path / "results"
+    os.makedirs(ckpt_dir)
+    shutil.copy(source, ckpt_dir / f"{run}_best.pt")
+    (r,) = [r for r in read_results(os.path.join(ROOT, "results")) if r["run"] == run
+            and r["protocol"] == "ours" and r["fixed"]["M"] == 1]
+    r["checkpoint"] = str(ckpt_dir / f"{run}_best.pt")
+    os.makedirs(results / run)
+    (results / run / "best.json").write_text(json.dumps(r))
+    (path,) = export_pretrained(str(results), str(tmp_path / "out"), DATA, half=True)
+    half = load_checkpoint(path)
+    assert all(w.dtype == torch.float16 for w in half["model"].values())
+    assert os.path.getsize(path) < 0.55 * os.path.getsize(source)
+    model, cfg, _ = load_pretrained(path)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    cfg.data_dir = DATA
+    assert half["recorded"]["first_1000_accuracy"] == first_batch_accuracy(model, cfg)
+    full = load_checkpoint(source)["recorded"]
+    assert half["recorded"]["first_1000_accuracy"] == pytest.approx(
+        full["first_1000_accuracy"], abs=0.003)
+    assert half["recorded"]["test_accuracy"] == r["fixed"]["accuracy"]
