@@ -601,7 +601,7 @@ def lambda_map(cells):
     [lowest, highest] over the cell's seeds."""
     rows = []
     for (l1, l2), cell in cells.items():
-        seeds = sorted({seed for by_seed in cell.values() for seed in by_seed})
+        seeds = sorted({seed for values in cell.values() for seed in values})
         rows.append([f"{l1:g}", f"{l2:g}", ", ".join(map(str, seeds))]
                     + [spread_cell(spread(list(cell[m].values())), seeds=False)
                        for m in LAMBDA_MEASURES])
