@@ -19,8 +19,8 @@ runtime_env working_dir: this repository but LEFT_OUT and the sweep's outputs), 
 node needs only Ray and requirements.txt; on a cluster, so does a --data_dir inside the
 repository, while any other --data_dir and the folders the runs write (under --storage) must
 be folders that every node sees. Each group is a Ray task that asks for --cpus_per_group
-CPUs and, where the cluster has GPUs, --gpus_per_group of one; each evaluation is a task that takes its group's
-result, so that Ray starts it once the group is trained. A task whose worker or node dies
+CPUs and, where the cluster has GPUs, --gpus_per_group of one; each evaluation is a task
+that takes its group's result, so that Ray starts it once the group is trained. A task whose worker or node dies
 is retried by Ray and resumes from its runs' latest checkpoints; a task that raises fails,
 with the exception Ray hands back. A sweep started again skips the runs that are trained and
 the evaluations that exist. Ctrl-C stops every task after it saves a resumable checkpoint.
@@ -184,12 +184,13 @@ def travelling(data_dir, args):
 
 def runtime_env(args, runs):
     """The code that travels with the job: this repository as every task's working folder,
-    without LEFT_OUT and the folders that the tasks read or write in place."""
+    without LEFT_OUT and the folders that the tasks read or write in place; and where it lies
+    here (utils.REPOSITORY)."""
     in_place = {getattr(cfg, key) for _, cfg in runs.values() for key in OUTPUT_FLAGS}
     in_place |= {place(folder, args) for folder in (args.plots_dir, args.first_epoch_logs,
                                                      args.pretrained_dir) if folder}
     in_place |= {cfg.data_dir for _, cfg in runs.values() if os.path.isabs(cfg.data_dir)}
-    return {"working_dir": ROOT,
+    return {"working_dir": ROOT, "env_vars": {"RAM_REPOSITORY": ROOT},
             "excludes": LEFT_OUT + [f"/{os.path.relpath(folder, ROOT)}/"
                                     for folder in sorted(in_place) if inside(folder)]}
 

@@ -11,7 +11,9 @@ import torch
 
 
 # The repository's root folder: results files record the paths inside it relative to it.
-REPOSITORY = os.path.dirname(os.path.abspath(__file__))
+# A sweep's tasks run in Ray's copy of the repository: the sweep names the one it started
+# from (sweep.runtime_env), so that their results record the paths inside it relatively too.
+REPOSITORY = os.environ.get("RAM_REPOSITORY") or os.path.dirname(os.path.abspath(__file__))
 
 
 class CheckpointError(RuntimeError):

@@ -360,7 +360,17 @@ def test_the_code_travels_with_the_job_and_the_outputs_stay(tmp_path):
     runs = sweep.plan(args, rest)
     assert {cfg.data_dir for _, cfg in runs.values()} == {"data"}
     assert sweep.runtime_env(args, runs) == {"working_dir": ROOT,
+                                             "env_vars": {"RAM_REPOSITORY": ROOT},
                                              "excludes": sweep.LEFT_OUT + outputs}
+    # a task, in Ray's copy of the repository (here a copy of utils.py), records the paths
+    # inside this one relative to it
+    shutil.copy(os.path.join(ROOT, "utils.py"), tmp_path)
+    cmd, kw = python("-c", "import utils; print(utils.in_repository("
+                           f"'{ROOT}/runs/a_best.pt'), utils.in_repository('/elsewhere/b'))")
+    kw["cwd"] = str(tmp_path)
+    for env, want in (({}, f"{ROOT}/runs/a_best.pt"), ({"RAM_REPOSITORY": ROOT}, "runs/a_best.pt")):
+        kw["env"] = dict(kw["env"], **env)
+        assert subprocess.run(cmd, **kw).stdout.split() == [want, "/elsewhere/b"]
     args, rest = sweep.parse(flags)
     runs = sweep.plan(args, rest)
     assert {cfg.data_dir for _, cfg in runs.values()} == {f"{ROOT}/data"}
