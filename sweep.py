@@ -20,8 +20,9 @@ node needs only Ray and requirements.txt; on a cluster, so does a --data_dir ins
 repository, while any other --data_dir and the folders the runs write (under --storage) must
 be folders that every node sees. Each group is a Ray task that asks for --cpus_per_group
 CPUs and, where the cluster has GPUs, --gpus_per_group of one; each evaluation is a task
-that takes its group's result, so that Ray starts it once the group is trained. A task whose worker or node dies
-is retried by Ray and resumes from its runs' latest checkpoints; a task that raises fails,
+that takes its group's result, so that Ray starts it once the group is trained. A task
+whose worker or node dies is retried by Ray and resumes from its runs' latest checkpoints;
+a task that raises fails,
 with the exception Ray hands back. A sweep started again skips the runs that are trained and
 the evaluations that exist. Ctrl-C stops every task after it saves a resumable checkpoint.
 """
