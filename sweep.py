@@ -23,7 +23,8 @@ CPUs and, where the cluster has GPUs, --gpus_per_group of one; each evaluation i
 that takes its group's result, so that Ray starts it once the group is trained. A task
 whose worker or node dies is retried by Ray and resumes from its runs' latest checkpoints;
 a task that raises fails, with the exception Ray hands back. A sweep started again skips
-the runs that are trained and the evaluations that exist. Ctrl-C stops every task after it saves a resumable checkpoint.
+the runs that are trained and the evaluations that exist. Ctrl-C stops every task after it
+saves a resumable checkpoint.
 """
 import argparse
 import contextlib
