@@ -185,8 +185,6 @@ def _save(fig, path):
     return path
 
 
-
-
 def plot_lambda_map(cells, measures, title, path):
     """One heat map per measure over lambda_1 (rows) x lambda_2 (columns), each cell's mean
     over its seeds written in it (blank: not measured).

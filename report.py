@@ -303,10 +303,12 @@ def main(argv=None):
                         "(the grid's and the strong recipe's), slimmed down for "
                         "--is_train=False (pretrained/ in the repository)")
     a = p.parse_args(argv)
-    # the strong study's weights in float16: with them, pretrained/ stays under its budget
-    written = [path for folder in ("", STRONG) if a.pretrained_dir for path in
-               export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir,
-                                 half=folder == STRONG)]
+    written = []
+    if a.pretrained_dir:
+        for folder in ("", STRONG):
+            # the strong study's weights in float16: with them, pretrained/ stays in budget
+            written += export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir,
+                                         half=folder == STRONG)
     cells = lambda_map_cells(a.results_dir, a.lambda_logs)
     written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir, lambda_cells=cells)
     written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))

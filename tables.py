@@ -6,6 +6,7 @@ Each table builder selects its data, computes its statistics, and hands rows of 
 `markdown_table`; it returns markdown lines, none where it has nothing to show. `markdown`
 puts them all together, dataset by dataset."""
 from argparse import Namespace
+from collections import defaultdict
 from typing import NamedTuple
 
 import numpy as np
@@ -43,14 +44,19 @@ def variant_of(r):
     return variant_name(Namespace(**r["config"]))
 
 
+def whole_curves(results, protocol, M):
+    """The results files of the curves measured on the whole test set under `protocol` with M
+    copies."""
+    return [r for r in results if r["protocol"] == protocol and r["fixed"]["M"] == M
+            and "curve" in r and not r["config"]["num_test"]]
+
+
 def by_seed(results, protocol, M):
-    """{variant: {seed: results file}} of the curves measured on the whole test set under
-    `protocol` with M copies, variants in the order of VARIANTS, seeds in increasing order."""
+    """{variant: {seed: results file}} of the `whole_curves`, variants in the order of
+    VARIANTS, seeds in increasing order."""
     found = {}
-    for r in results:
-        if (r["protocol"] == protocol and r["fixed"]["M"] == M and "curve" in r
-                and not r["config"]["num_test"]):
-            found.setdefault(variant_of(r), {})[r["seed"]] = r
+    for r in whole_curves(results, protocol, M):
+        found.setdefault(variant_of(r), {})[r["seed"]] = r
     return {v: dict(sorted(found[v].items())) for v in VARIANTS if v in found}
 
 
@@ -510,8 +516,8 @@ def paper_vs_strong(paper_runs, strong_runs, dataset):
         "author's (M = 10), mean +- sd [lowest, highest] over seeds",
         ["variant", "N", *RECIPE_COLUMNS], rows)
     rates = sorted({p["exploration_rate"] for c in columns.values() for seeds in c.values()
-                    for r in seeds.values() for sweep in r.get("dynamic", {}).values()
-                    if isinstance(sweep, list) for p in sweep})
+                    for r in seeds.values() for rule in ("spec", "released")
+                    for p in r.get("dynamic", {}).get(rule, [])})
     rows = []
     for v in ("uncertainty", "both"):
         for eps in rates:
@@ -581,18 +587,16 @@ def lambda_cells(results, first_epoch):
     files under our protocol (best checkpoint, M = 1) the accuracy at N = 6 and 50 and the
     share of e_t exactly 0 at N = 6; from first_epoch ({run: running train accuracy at the end
     of epoch 1}) that accuracy."""
-    cells = {}
-    # by_seed would keep one cell per seed: a cell is a run name less its seed
-    for r in (r for r in results if r["protocol"] == "ours" and r["fixed"]["M"] == 1
-              and "curve" in r and not r["config"]["num_test"]):
-        seed = r["seed"]
-        cell = cells.setdefault(lambda_of_run(r["run"]), {m: {} for m in LAMBDA_MEASURES})
+    cells = defaultdict(lambda: {m: {} for m in LAMBDA_MEASURES})
+    # not by_seed, which would keep one cell per seed: a cell is a run name less its seed
+    for r in whole_curves(results, "ours", 1):
+        cell, seed = cells[lambda_of_run(r["run"])], r["seed"]
         cell["N = 6"][seed], cell["N = 50"][seed] = at(r, 6), at(r, 50)
         if r["fixed"]["N"] == 6 and "e_t_zero" in r["fixed"]:
             cell["e_t exactly 0 at N = 6"][seed] = 100 * r["fixed"]["e_t_zero"]
     for name, accuracy in first_epoch.items():
-        cell = cells.setdefault(lambda_of_run(name), {m: {} for m in LAMBDA_MEASURES})
-        cell["epoch 1, running train"][parse_run_name(name)["random_seed"]] = 100 * accuracy
+        cells[lambda_of_run(name)]["epoch 1, running train"][
+            parse_run_name(name)["random_seed"]] = 100 * accuracy
     return dict(sorted(cells.items()))
 
 
