@@ -1,9 +1,10 @@
 """The pretrained export: the checkpoints of the evaluated runs, slimmed down to what testing
 needs and with their test accuracy recorded, as pretrained/ ships them."""
 import os
+from argparse import Namespace
 
 from data_loader import get_test_loader
-from evaluate import EVAL_BATCH, accuracy_curve, read_results, run_glimpses
+from evaluate import EVAL_BATCH, accuracy_curve, read_results, recorded_settings, run_glimpses
 from model import load_pretrained
 from utils import CheckpointError, from_repository, load_checkpoint, save_checkpoint
 
@@ -57,7 +58,9 @@ def _slim(path, test_accuracy, data_dir, half):
     ckpt = load_checkpoint(path)
     model, settings, _ = load_pretrained(path)
     settings.data_dir = data_dir
-    slim = {key: ckpt[key] for key in ("config", "model", "epoch", "best_valid_acc")}
+    slim = {key: ckpt[key] for key in ("model", "epoch", "best_valid_acc")}
+    # its folders as a results file records them: no path of the machine that trained it
+    slim["config"] = recorded_settings(Namespace(**ckpt["config"]))
     if half:
         slim["model"] = {name: w.half() for name, w in slim["model"].items()}
         model.load_run_state(0, slim["model"])  # the rounded weights, back in float32

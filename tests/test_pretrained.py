@@ -12,7 +12,7 @@ import torch
 import model as model_module
 import report
 from conftest import DATA, ROOT, cli, run_main
-from evaluate import read_results
+from evaluate import PATH_SETTINGS, read_results
 from export import first_batch_accuracy
 from model import load_pretrained
 from utils import load_checkpoint, load_glimpse_trace
@@ -39,6 +39,8 @@ def test_shipped_checkpoint_gives_its_recorded_accuracy(path):
     recorded at export on the first 1,000 test images."""
     ckpt = load_checkpoint(path)
     assert set(ckpt) == {"config", "model", "epoch", "best_valid_acc", "recorded"}
+    # no folder of the machine that trained it
+    assert not any(os.path.isabs(ckpt["config"].get(k) or "") for k in PATH_SETTINGS)
     model, cfg, epoch = load_pretrained(path)
     assert not model.training and epoch == ckpt["epoch"]
     cfg.data_dir = DATA
