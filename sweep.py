@@ -400,11 +400,16 @@ class Sweep:
             done, _ = self.ray.wait(list(self.tasks), num_returns=1, timeout=0.2)
             self._show_progress()
             for ref in done:
-                self._finished(ref)
+                if ref in self.tasks:  # not already told as the training of an evaluation
+                    self._finished(ref)
 
     def _finished(self, ref):
         """A line for a task that ended: finished, evaluated or failed, as Ray says; nothing
         for an evaluation that Ray failed, without starting it, with its training."""
+        if self.tasks[ref][3] in self.tasks:
+            # An evaluation ends after its training, which Ray may hand back in the same batch or
+            # the next: the training's line comes first, and counts an evaluation it failed.
+            self._finished(self.tasks[ref][3])
         kind, label, log, training = self.tasks.pop(ref)
         try:
             self.ray.get(ref)

@@ -320,6 +320,42 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path):
     assert os.listdir(tmp_path) == ["bad.json", "list.json"]
 
 
+def test_an_evaluation_handed_back_before_its_failed_training_is_not_a_failure_of_its_own():
+    """Ray may hand back an evaluation that it failed with its training before the training
+    itself: the driver tells the training's failure first, once, counting that evaluation among
+    those not run, and nothing of the evaluation."""
+    import sweep
+
+    class TaskError(Exception):
+        def __init__(self, cause):
+            self.cause = cause
+
+    class Ray:  # what the driver uses of Ray: get, and two exception types
+        exceptions = type("exceptions", (), {"RayError": Exception, "RayTaskError": TaskError})
+
+        @staticmethod
+        def get(ref):
+            raise TaskError(ValueError("no data"))
+
+    class Bar:
+        lines = []
+
+        def write(self, line):
+            self.lines.append(line)
+
+    driver = object.__new__(sweep.Sweep)
+    driver.ray, driver.bar, driver.failed = Ray, Bar(), set()
+    driver.tasks = {"train": ("train", "group 1/1", "g.log", None),
+                    "eval1": ("evaluate", "run: ours protocol", "e1.log", "train"),
+                    "eval2": ("evaluate", "run: author protocol", "e2.log", "train")}
+    for ref in ("eval1", "train", "eval2"):  # as ray.wait may hand them back
+        if ref in driver.tasks:
+            driver._finished(ref)
+    assert driver.tasks == {} and driver.failed == {"train"}
+    assert Bar.lines == ["[!] group 1/1 failed: ValueError: no data (console output: g.log); "
+                         "its 2 evaluations are not run"]
+
+
 def test_plan_and_pack():
     """A grid file's list of grids, --dataset picking among their datasets, command-line flags
     over the file's; groups share every setting but the GROUPED ones and the place their
