@@ -214,3 +214,34 @@ def plot_lambda_map(cells, measures, title, path):
         ax.set_title(f"{measure} (%)", fontsize=10)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
+
+
+def plot_recipes(recipes, title, path, floor=95):
+    """Validation accuracy against the epoch, a line per recipe: the mean over its seeds (up
+    to the epoch every seed reached), a band from the lowest to the highest seed, and a
+    triangle on the mean where each seed's learning rate was first cut; y from `floor` %.
+
+    recipes: {label: [{"valid_acc": [...], "lr": [...]} of each seed]} (report.training_curves)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    top = floor
+    for (label, seeds), color in zip(recipes.items(), plt.get_cmap("tab10").colors):
+        n = min(len(s["valid_acc"]) for s in seeds)
+        acc = 100 * np.array([s["valid_acc"][:n] for s in seeds])
+        epochs = np.arange(1, n + 1)
+        ax.plot(epochs, acc.mean(0), color=color, lw=1,
+                label=f"{label} ({len(seeds)} seeds, best {acc.max(1).mean():.2f}%)")
+        ax.fill_between(epochs, acc.min(0), acc.max(0), color=color, alpha=0.2, lw=0)
+        top = max(top, acc.max())
+        cuts = [next(e for e, lr in enumerate(s["lr"][:n], 1) if lr < s["lr"][0])
+                for s in seeds if min(s["lr"][:n]) < s["lr"][0]]
+        ax.plot(cuts, acc.mean(0)[np.array(cuts, dtype=int) - 1], "v", color=color,
+                markersize=5)
+    ax.set_ylim(floor, top + 0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%), N = T, M = 1")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+

@@ -14,8 +14,8 @@ import tables
 from config import VARIANTS, parse_run_name
 from evaluate import read_results, trace_path
 from export import export_pretrained
-from figures import (DATASET_TITLES, plot_accuracy_vs_glimpses, plot_first_epoch,
-                     plot_glimpses, plot_lambda_map)
+from figures import (DATASET_TITLES, LABELS, plot_accuracy_vs_glimpses, plot_first_epoch,
+                     plot_glimpses, plot_lambda_map, plot_recipes)
 from utils import load_glimpse_trace, replacing, write_json
 
 
@@ -84,7 +84,9 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
     - the figures of the grid's results and of the strong recipe's (`_study_figures`):
       glimpses_<dataset>.png and glimpses_<dataset>_strong.png, where_<run>.png / .gif;
-    - lambda_map_mnist.png: the heat maps of the lambda map, where lambda_cells has cells."""
+    - lambda_map_mnist.png: the heat maps of the lambda map, where lambda_cells has cells;
+    - recipes_<dataset>.png: the validation curves of the recipes that every seed trained
+      for at least RECIPE_EPOCHS epochs (results_dir/training_curves.json)."""
     written = []
     if lambda_cells:
         written.append(plot_lambda_map(
@@ -103,7 +105,33 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
                                         reference))
     for folder, suffix in (("", ""), (STRONG, "_strong")):
         written += _study_figures(os.path.join(results_dir, folder), plots_dir, suffix, gifs)
+    written += _recipe_figures(_read_json(os.path.join(results_dir, "training_curves.json")),
+                               plots_dir)
     return written
+
+
+# The recipes in recipes_<dataset>.png: those trained this long in every seed (the screens'
+# short runs stay in the recipe table).
+RECIPE_EPOCHS = 100
+
+
+def _recipe_figures(curves, plots_dir):
+    """recipes_<dataset>.png from report.training_curves: each long enough recipe, labelled
+    by its variant, its loss weights and its recipe's tags."""
+    by_dataset = {}
+    for key, seeds in tables.recipes(curves).items():
+        if min(len(curve["valid_acc"]) for _, curve in seeds) < RECIPE_EPOCHS:
+            continue
+        run = parse_run_name(f"{key}_seed1")
+        weights = "".join(f", {symbol} = {run[setting]:g}" for setting, symbol in (
+            ("lambda_uncertainty", "lambda_1"), ("lambda_intrinsic", "lambda_2"))
+            if run[setting] is not None)
+        label = f"{LABELS[run['variant']]}{weights}: {run['recipe'] or 'paper recipe'}"
+        by_dataset.setdefault(run["dataset"], {})[label] = [curve for _, curve in seeds]
+    return [plot_recipes(recipes, f"Validation accuracy of the recipes on "
+                         f"{DATASET_TITLES.get(dataset, dataset)} (triangles: the first lr cut)",
+                         os.path.join(plots_dir, f"recipes_{dataset}.png"))
+            for dataset, recipes in sorted(by_dataset.items())]
 
 
 def _study_figures(results_dir, plots_dir, suffix, gifs):
@@ -310,8 +338,9 @@ def main(argv=None):
             written += export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir,
                                          half=folder == STRONG)
     cells = lambda_map_cells(a.results_dir, a.lambda_logs)
-    written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir, lambda_cells=cells)
+    # the tables first: they write results_dir/training_curves.json, which a figure draws
     written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))
+    written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir, lambda_cells=cells)
     for path in written:
         print(f"[*] wrote {path}")
 

@@ -540,17 +540,22 @@ def paper_vs_strong(paper_runs, strong_runs, dataset):
 CURVE_EPOCHS = (10, 20, 40, 60, 100, 150, 200)
 
 
+def recipes(curves):
+    """report.training_curves by recipe: {run name without its seed: [(seed, curve)]}."""
+    by_recipe = {}
+    for name, curve in sorted(curves.items()):
+        key = name[:name.rindex("_seed")]
+        by_recipe.setdefault(key, []).append((parse_run_name(name)["random_seed"], curve))
+    return by_recipe
+
+
 def recipe_table(curves):
     """The validation accuracy (N = T, M = 1) of the runs of each recipe, seeds pooled:
     its best and the epoch of the best, and the curve at CURVE_EPOCHS; from
     report.training_curves. '' without curves."""
-    by_recipe = {}
-    for name, curve in sorted(curves.items()):
-        run = parse_run_name(name)
-        key = name[:name.rindex("_seed")]
-        by_recipe.setdefault(key, []).append((run["random_seed"], curve["valid_acc"]))
     rows = []
-    for key, seeds in by_recipe.items():
+    for key, seeds in recipes(curves).items():
+        seeds = [(seed, curve["valid_acc"]) for seed, curve in seeds]
         best = [max(acc) for _, acc in seeds]
         epochs = [acc.index(max(acc)) + 1 for _, acc in seeds]
         by_epoch = [spread_cell(spread([100 * acc[e - 1] if len(acc) >= e else None

@@ -210,6 +210,33 @@ def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_p
     assert tables.recipe_table({}) == ""
 
 
+def test_recipe_figure_draws_the_recipes_every_seed_trained_long_enough(tmp_path, monkeypatch):
+    """recipes_<dataset>.png from results/training_curves.json: a recipe whose every seed has
+    RECIPE_EPOCHS epochs, labelled by variant, loss weights and recipe tags; a recipe with one
+    short seed is left to the table; the file is written."""
+    long, short = [0.9] * report.RECIPE_EPOCHS, [0.9] * (report.RECIPE_EPOCHS - 1)
+    curve = lambda accs: {"valid_acc": accs, "lr": [3e-4] * (len(accs) - 2) + [3e-5] * 2}
+    curves = {"mnist_ram_6_8x8_s2_k1_original_b128_seed1": curve(long),
+              "mnist_ram_6_8x8_s2_k1_original_b128_seed2": curve(long + [0.95]),
+              "mnist_ram_6_8x8_s2_k1_uncertainty_lu0_seed1": curve(long),
+              "mnist_ram_6_8x8_s2_k1_original_std0.05_seed1": curve(long),
+              "mnist_ram_6_8x8_s2_k1_original_std0.05_seed2": curve(short)}
+    (tmp_path / "training_curves.json").write_text(json.dumps(curves))
+    drawn = {}
+    real = report.plot_recipes
+    monkeypatch.setattr(report, "plot_recipes", lambda recipes, title, path:
+                        drawn.update(recipes=recipes) or real(recipes, title, path))
+    written = report.make_figures(str(tmp_path), str(tmp_path / "no_logs"),
+                                  str(tmp_path / "plots"))
+    assert str(tmp_path / "plots" / "recipes_mnist.png") in written
+    assert (tmp_path / "plots" / "recipes_mnist.png").stat().st_size > 0
+    assert drawn["recipes"] == {
+        "RAM: b128": [curves["mnist_ram_6_8x8_s2_k1_original_b128_seed1"],
+                      curves["mnist_ram_6_8x8_s2_k1_original_b128_seed2"]],
+        "RAM + uncertainty, lambda_1 = 0: paper recipe":
+            [curves["mnist_ram_6_8x8_s2_k1_uncertainty_lu0_seed1"]]}
+
+
 def test_first_epoch_figure_is_redrawn_byte_for_byte_from_the_committed_curves(tmp_path):
     """make_figures keeps the first epoch's running accuracies in results/ and draws the figure
     from that file: without the logs, the same figure comes back, byte for byte."""
