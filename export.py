@@ -17,10 +17,12 @@ def first_batch_accuracy(model, cfg):
     return accuracy_curve(log_probs, labels)[-1]
 
 
-def export_pretrained(results_dir, pretrained_dir, data_dir="./data", half=False):
+def export_pretrained(results_dir, pretrained_dir, data_dir="./data", half=False,
+                      best_only=()):
     """Copy the best checkpoint of every run evaluated in results_dir (our protocol, M = 1,
     every test image) to pretrained_dir/<run>_best.pt, and its latest checkpoint (the
-    epoch-100 one of a run that ran to the end), where it is beside it, to <run>_latest.pt.
+    epoch-100 one of a run that ran to the end), where it is beside it, to <run>_latest.pt,
+    except for the datasets in best_only.
 
     Each keeps what `--is_train=False` needs (settings, weights, epoch) and records its test
     accuracy (N = T, M = 1) on the first 1,000 test images (tests/test_pretrained.py checks
@@ -29,15 +31,17 @@ def export_pretrained(results_dir, pretrained_dir, data_dir="./data", half=False
     to float32); the first-1,000 accuracy is then that of the rounded weights. Returns the
     paths written."""
     written = []
+    results = [r for r in read_results(results_dir)
+               if r["protocol"] == "ours" and r["fixed"]["M"] == 1
+               and r["fixed"]["N"] == r["config"]["num_glimpses"] and not r["config"]["num_test"]]
     evaluated = {(from_repository(r["checkpoint"]), r["epoch"]): r["fixed"]["accuracy"]
-                 for r in read_results(results_dir)
-                 if r["protocol"] == "ours" and r["fixed"]["M"] == 1
-                 and r["fixed"]["N"] == r["config"]["num_glimpses"]
-                 and not r["config"]["num_test"]}
+                 for r in results}
+    dataset = {from_repository(r["checkpoint"]): r["dataset"] for r in results}
     for best, epoch in sorted(evaluated):
         if not best.endswith("_best.pt"):
             continue
-        for source in (best, best[:-len("_best.pt")] + "_latest.pt"):
+        latest = best[:-len("_best.pt")] + "_latest.pt"
+        for source in (best,) if dataset[best] in best_only else (best, latest):
             if not os.path.exists(source):
                 continue
             saved_epoch = load_checkpoint(source)["epoch"]

@@ -39,6 +39,9 @@ OTHERWISE = {"fit only (lambda_1 = 0)": "fit_only",
 # The four variants trained with the strong recipe (sweeps/strong.json): their results, and
 # their figures, glimpses_<dataset>_strong.png.
 STRONG = "strong"
+# The datasets whose runs ship only their best checkpoint: with the latest ones of 40
+# cluttered runs, pretrained/ would outgrow its 150 MB.
+BEST_ONLY = ("cluttered", "cluttered100")
 # RAM + both over a lambda_1 x lambda_2 grid (sweeps/lambda_map.json), and the running train
 # accuracy at the end of epoch 1 of each of its runs (their logs are not committed).
 LAMBDA_MAP = "lambda_map"
@@ -328,7 +331,8 @@ def main(argv=None):
     p.add_argument("--plots_dir", default="./plots", help="where the PNG and GIF files go")
     p.add_argument("--pretrained_dir", default=None,
                    help="also copy every evaluated run's best and latest checkpoints there "
-                        "(the grid's and the strong recipe's), slimmed down for "
+                        "(the grid's and the strong recipe's; of the cluttered datasets the "
+                        "best only), slimmed down for "
                         "--is_train=False (pretrained/ in the repository)")
     a = p.parse_args(argv)
     written = []
@@ -336,7 +340,7 @@ def main(argv=None):
         for folder in ("", STRONG):
             # the strong study's weights in float16: with them, pretrained/ stays in budget
             written += export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir,
-                                         half=folder == STRONG)
+                                         half=folder == STRONG, best_only=BEST_ONLY)
     cells = lambda_map_cells(a.results_dir, a.lambda_logs)
     # the tables first: they write results_dir/training_curves.json, which a figure draws
     written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))

@@ -130,23 +130,44 @@ def test_each_protocol_keeps_the_trace_of_its_first_batch(tmp_path, monkeypatch)
     assert not torch.equal(traced["ours"], traced["author"])
 
 
-def test_a_half_precision_export_keeps_float16_weights_and_their_own_accuracy(tmp_path):
-    """export_pretrained(half=True), as the strong study ships: the weights stored in float16
-    (the file about half as large), loaded back as float32; the recorded first-1,000
-    accuracy is that of the rounded weights, within a close call or two of the full ones,
-    and the recorded test accuracy stays the results file's."""
+def _evaluated_copy(tmp_path, run, kinds):
+    """The shipped checkpoints `kinds` of `run` copied to tmp_path/ckpt, and its results file of
+    our protocol at M = 1 rewritten to name that copy, in tmp_path/results: (folder, result)."""
     import shutil
-    from export import export_pretrained
-    run = "mnist_ram_6_8x8_s2_k1_both_seed1"
-    source = os.path.join(ROOT, "pretrained", f"{run}_best.pt")
     ckpt_dir, results = tmp_path / "ckpt", tmp_path / "results"
     os.makedirs(ckpt_dir)
-    shutil.copy(source, ckpt_dir / f"{run}_best.pt")
+    for kind in kinds:
+        shutil.copy(os.path.join(ROOT, "pretrained", f"{run}_{kind}.pt"), ckpt_dir)
     (r,) = [r for r in read_results(os.path.join(ROOT, "results")) if r["run"] == run
             and r["protocol"] == "ours" and r["fixed"]["M"] == 1]
     r["checkpoint"] = str(ckpt_dir / f"{run}_best.pt")
     os.makedirs(results / run)
     (results / run / "best.json").write_text(json.dumps(r))
+    return results, r
+
+
+def test_the_export_leaves_out_the_latest_checkpoints_of_the_best_only_datasets(tmp_path):
+    """Beside its best checkpoint, a run's latest ships, unless its dataset is in best_only
+    (the cluttered datasets, report.BEST_ONLY)."""
+    from export import export_pretrained
+    run = "mnist_ram_6_8x8_s2_k1_original_seed1"
+    results, _ = _evaluated_copy(tmp_path, run, ["best", "latest"])
+    both = export_pretrained(str(results), str(tmp_path / "all"), DATA)
+    assert [os.path.basename(p) for p in both] == [f"{run}_best.pt", f"{run}_latest.pt"]
+    best = export_pretrained(str(results), str(tmp_path / "best"), DATA, best_only=("mnist",))
+    assert [os.path.basename(p) for p in best] == [f"{run}_best.pt"]
+    assert os.listdir(tmp_path / "best") == [f"{run}_best.pt"]
+
+
+def test_a_half_precision_export_keeps_float16_weights_and_their_own_accuracy(tmp_path):
+    """export_pretrained(half=True), as the strong study ships: the weights stored in float16
+    (the file about half as large), loaded back as float32; the recorded first-1,000
+    accuracy is that of the rounded weights, within a close call or two of the full ones,
+    and the recorded test accuracy stays the results file's."""
+    from export import export_pretrained
+    run = "mnist_ram_6_8x8_s2_k1_both_seed1"
+    source = os.path.join(ROOT, "pretrained", f"{run}_best.pt")
+    results, r = _evaluated_copy(tmp_path, run, ["best"])
     (path,) = export_pretrained(str(results), str(tmp_path / "out"), DATA, half=True)
     half = load_checkpoint(path)
     assert all(w.dtype == torch.float16 for w in half["model"].values())
