@@ -121,6 +121,10 @@ ram.add_argument("--loc_hidden", type=int, default=128, help="size of h_l, the l
 ram.add_argument("--location_hidden", type=int, default=0,
                  help="beyond the paper: a hidden ReLU layer of this size in the location "
                       "network, mu_t = clamp(fc(relu(fc_hidden(h_t)))) (0: none, the paper's)")
+ram.add_argument("--location_mean", default="clamp", choices=("clamp", "tanh"),
+                 help="how the location network bounds mu_t to [-1, 1]: clamp, as the released "
+                      "code does, or tanh (beyond the paper: the PyTorch port's), "
+                      "mu_t = tanh(fc(h_t)), whose gradient never vanishes at the edges")
 ram.add_argument("--baseline_relu", type=str2bool, default=True,
                  help="b_t = relu(fc(h_t)) as in the released code; False (beyond the paper): "
                       "b_t = fc(h_t), which can go below 0")
@@ -235,7 +239,8 @@ VARIANTS = {"original": (False, False), "uncertainty": (True, False),
 # Settings a checkpoint must share with the flags to be loaded at all (the shapes and the
 # meaning of the weights), and in addition to be trained further.
 ARCHITECTURE = ("dataset", "distractors", "patch_size", "num_patches", "glimpse_scale",
-                "glimpse_hidden", "loc_hidden", "hidden_size", "location_hidden", "baseline_relu")
+                "glimpse_hidden", "loc_hidden", "hidden_size", "location_hidden", "location_mean",
+                "baseline_relu")
 TRAINING = ARCHITECTURE + ("num_glimpses", "std", "reinforce_weight", "uncertainty",
                            "intrinsic", "uncertainty_routing", "lambda_uncertainty",
                            "lambda_intrinsic", "batch_size", "init_lr",
@@ -244,8 +249,8 @@ TRAINING = ARCHITECTURE + ("num_glimpses", "std", "reinforce_weight", "uncertain
 # Settings added after checkpoints were first shipped: a checkpoint without one was made with
 # this value (utils.load_checkpoint fills it in).
 ADDED_SETTINGS = {key: parser.get_default(key)
-                  for key in ("location_hidden", "baseline_relu", "reinforce_weight",
-                              "uncertainty_routing", "distractors")}
+                  for key in ("location_hidden", "location_mean", "baseline_relu",
+                              "reinforce_weight", "uncertainty_routing", "distractors")}
 
 # The paper's training recipe, and the run-name tag of each of its settings where a run
 # differs from it (the paper's std is the dataset's, DATASET_DEFAULTS). Runs of two recipes
@@ -255,6 +260,7 @@ RECIPE_TAGS = {"batch_size": lambda c: f"b{c.batch_size}", "std": lambda c: f"st
                "lr_schedule": lambda c: f"{c.lr_schedule.replace('_', '')}{c.lr_patience}",
                "train_patience": lambda c: f"tp{c.train_patience}",
                "location_hidden": lambda c: f"lh{c.location_hidden}",
+               "location_mean": lambda c: c.location_mean,  # "tanh", the one other value
                "baseline_relu": lambda c: "blin",  # the one other value
                "reinforce_weight": lambda c: f"rw{c.reinforce_weight:g}",
                # the one other value, where the variant has the term
@@ -334,8 +340,8 @@ def run_name(cfg):
 
 
 # The words of RECIPE_TAGS, before their numbers.
-_RECIPE_WORDS = ("b", "std", "lr", "plateau", "plateauacc", "tp", "lh", "blin", "rw", "relroute",
-                 "d")
+_RECIPE_WORDS = ("b", "std", "lr", "plateau", "plateauacc", "tp", "lh", "tanh", "blin", "rw",
+                 "relroute", "d")
 _RUN_NAME = re.compile(r"^(?P<dataset>\w+?)_ram_(?P<num_glimpses>\d+)_(?P<patch_size>\d+)x\d+"
                        r"_s(?P<glimpse_scale>\d+)_k(?P<num_patches>\d+)_(?P<variant>"
                        + "|".join(VARIANTS) + ")"

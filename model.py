@@ -64,14 +64,14 @@ class RecurrentAttention(nn.Module):
 
     def __init__(self, patch_size, num_patches, glimpse_scale, num_channels, glimpse_hidden,
                  loc_hidden, hidden_size, std, num_classes=10, runs=1, location_hidden=0,
-                 baseline_relu=True, uncertainty_routing="paper"):
+                 location_mean="clamp", baseline_relu=True, uncertainty_routing="paper"):
         super().__init__()
         self.runs, self.hidden_size = runs, hidden_size
         self.retina = Retina(patch_size, num_patches, glimpse_scale)
         retina_size = num_patches * patch_size * patch_size * num_channels
         self.glimpse = GlimpseNetwork(runs, retina_size, glimpse_hidden, loc_hidden)
         self.core = CoreNetwork(runs, glimpse_hidden + loc_hidden, hidden_size)
-        self.location = LocationNetwork(runs, hidden_size, std, location_hidden)
+        self.location = LocationNetwork(runs, hidden_size, std, location_hidden, location_mean)
         self.action = ActionNetwork(runs, hidden_size, num_classes)
         self.baseline = BaselineNetwork(runs, hidden_size, baseline_relu)
         self.error = ErrorNetwork(runs, hidden_size, num_classes,
@@ -84,7 +84,8 @@ class RecurrentAttention(nn.Module):
                    glimpse_scale=cfg.glimpse_scale, num_channels=1,
                    glimpse_hidden=cfg.glimpse_hidden, loc_hidden=cfg.loc_hidden,
                    hidden_size=cfg.hidden_size, std=cfg.std, runs=runs,
-                   location_hidden=cfg.location_hidden, baseline_relu=cfg.baseline_relu,
+                   location_hidden=cfg.location_hidden, location_mean=cfg.location_mean,
+                   baseline_relu=cfg.baseline_relu,
                    uncertainty_routing=cfg.uncertainty_routing)
 
     @classmethod

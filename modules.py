@@ -150,14 +150,17 @@ class LocationNetwork(nn.Module):
     """f_l: the Gaussian policy pi(l_t | h_t) with fixed std.
 
     mu_t = clamp(fc(h_t), -1, 1), or with a hidden layer of `hidden` units (--location_hidden,
-    beyond the paper) mu_t = clamp(fc(relu(fc_hidden(h_t))), -1, 1);
+    beyond the paper) mu_t = clamp(fc(relu(fc_hidden(h_t))), -1, 1), or with mean="tanh"
+    (--location_mean=tanh, beyond the paper) tanh in place of the clamp;
     l_t = clamp(mu_t + std * eps_t, -1, 1), eps_t ~ N(0, 1);
     log pi(l_t | h_t) = sum over (x, y) of log N(l_t; mu_t, std).
     """
 
-    def __init__(self, runs, hidden_size, std, hidden=0):
+    def __init__(self, runs, hidden_size, std, hidden=0, mean="clamp"):
         super().__init__()
         self.std = std
+        # clamp: REINFORCE stops moving mu_t once fc's output leaves [-1, 1]; tanh: never
+        self.tanh = mean == "tanh"
         self.fc_hidden = StackedLinear(runs, hidden_size, hidden) if hidden else None
         self.fc = StackedLinear(runs, hidden or hidden_size, 2)
 
@@ -167,7 +170,8 @@ class LocationNetwork(nn.Module):
         z = h_t.detach()
         if self.fc_hidden is not None:
             z = F.relu(self.fc_hidden(z))
-        return torch.clamp(self.fc(z), -1, 1)
+        z = self.fc(z)
+        return torch.tanh(z) if self.tanh else torch.clamp(z, -1, 1)
 
     def forward(self, h_t, eps_t=None):
         """Draw l_t: h_t (R, B, hidden_size), eps_t (R, B, 2) or None (drawn from the global

@@ -31,9 +31,11 @@ CFGS = [settings(*variant_flags(v), *LAMBDAS_OF_ONE) for v in VARIANT_NAMES]
 R = len(CFGS)
 
 
-# The architecture options beyond the paper (--location_hidden, --baseline_relu=False): each
-# term must reach exactly the groups it reaches in the paper's architecture.
-OPTIONS = {"paper": {}, "options": dict(location_hidden=16, baseline_relu=False)}
+# The architecture options beyond the paper (--location_hidden, --location_mean=tanh,
+# --baseline_relu=False): each term must reach exactly the groups it reaches in the paper's
+# architecture.
+OPTIONS = {"paper": {}, "options": dict(location_hidden=16, location_mean="tanh",
+                                        baseline_relu=False)}
 
 
 def live_model(device, seed=0, runs=R, **options):

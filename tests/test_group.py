@@ -105,12 +105,12 @@ def test_run_names_say_the_recipe():
     paper = config.get_config(["--dataset=translated", "--std=0.03"])
     assert config.run_name(paper) == "translated_ram_6_12x12_s2_k3_original_seed1"
     flags = ["--batch_size=128", "--std=0.05", "--init_lr=0.001", "--lr_schedule=plateau",
-             "--train_patience=200", "--location_hidden=256", "--baseline_relu=False",
-             "--reinforce_weight=0.01"]
+             "--train_patience=200", "--location_hidden=256", "--location_mean=tanh",
+             "--baseline_relu=False", "--reinforce_weight=0.01"]
     names = {config.run_name(config.get_config([f, "--intrinsic=True"]))
              for f in flags + ["--lr_schedule=plateau_acc"]}
     assert names == {f"mnist_ram_6_8x8_s2_k1_intrinsic_{tag}_seed1" for tag in (
-        "b128", "std0.05", "lr0.001", "plateau20", "tp200", "lh256", "blin", "rw0.01",
+        "b128", "std0.05", "lr0.001", "plateau20", "tp200", "lh256", "tanh", "blin", "rw0.01",
         "plateauacc20")}
     acc = config.parse_run_name(config.run_name(config.get_config(["--lr_schedule=plateau_acc"])))
     assert acc["recipe"] == "plateauacc20" and acc["random_seed"] == 1
@@ -120,7 +120,7 @@ def test_run_names_say_the_recipe():
         "mnist_ram_6_8x8_s2_k1_original_seed1", "mnist_ram_6_8x8_s2_k1_uncertainty_relroute_seed1"]
     cfg = config.get_config(flags + ["--lambda_intrinsic=0.01", "--intrinsic=True"])
     parsed = config.parse_run_name(config.run_name(cfg))
-    assert parsed["recipe"] == "b128_std0.05_lr0.001_plateau20_tp200_lh256_blin_rw0.01"
+    assert parsed["recipe"] == "b128_std0.05_lr0.001_plateau20_tp200_lh256_tanh_blin_rw0.01"
     assert parsed["lambda_intrinsic"] == 0.01 and parsed["variant"] == "intrinsic"
 
 

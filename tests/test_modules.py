@@ -125,6 +125,24 @@ class TestLocationNetwork:
         frac_on_edge = (l_t == edge).float().mean().item()
         assert 0.3 < frac_on_edge < 0.7
 
+    def test_tanh_mean_keeps_the_policy_gradient_where_the_clamp_loses_it(self, device):
+        """--location_mean=tanh: mu_t = tanh(fc(h_t)); with fc's output past the edge, log pi
+        still moves fc under tanh, and not at all under the clamp."""
+        h = torch.randn(1, 100, 8, device=device)
+        moved = {}
+        for mean in ("clamp", "tanh"):
+            torch.manual_seed(0)
+            net = modules.LocationNetwork(1, 8, 0.05, mean=mean).to(device)
+            with torch.no_grad():
+                net.fc.weight.zero_()
+                net.fc.bias.fill_(2.0)  # fc(h_t) = 2 for every h_t
+            l_t = net(h)
+            if mean == "tanh":
+                torch.testing.assert_close(net.mu(h), torch.tanh(net.fc(h)))
+            net.log_prob(h, l_t).sum().backward()
+            moved[mean] = net.fc.bias.grad.abs().max().item()
+        assert moved["clamp"] == 0 and moved["tanh"] > 0
+
     def test_l_t_is_noisy_around_mu(self, device):
         """l_t = mu + N(0, std^2) (inside the square): mean mu, spread std."""
         torch.manual_seed(0)
