@@ -77,6 +77,10 @@ def test_a_second_run_redoes_only_what_is_missing(quick_pipeline):
     assert {p: os.path.getmtime(p) for p in before} == before
 
 
+# The figures of plots/ the notebook shows, by the start of their names.
+NOTEBOOK_FIGURES = ("first_epoch", "glimpses", "recipes", "lambda_map")
+
+
 def _outputs(nb):
     """The text a notebook's code cells printed, and their PNG outputs."""
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -124,7 +128,10 @@ def test_the_committed_notebook_shows_the_committed_results():
     text, images = _outputs(nb)
     results = len(read_results(os.path.join(ROOT, "results")))
     assert text.startswith(f"{results} results files in ../results\n")
-    assert len(images) == 5  # four figures and the glimpse picture
+    shown = sorted(re.findall(r"^\.\./plots/(\S+\.png)$", text, re.M))
+    assert shown == sorted(os.path.basename(p) for name in NOTEBOOK_FIGURES
+                           for p in glob.glob(os.path.join(ROOT, "plots", f"{name}_*.png")))
+    assert len(images) == len(shown) + 1  # the figures and the glimpse picture
     assert re.search(r"(?<![\w.])/[\w.-]+/", text) is None  # no absolute path
 
 
