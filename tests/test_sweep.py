@@ -383,6 +383,27 @@ def test_plan_and_pack():
     assert len(sweep.pack([(cfgs[0], None), (other, None)], size=8)) == 2
 
 
+@pytest.mark.parametrize("grid", sorted(os.listdir(os.path.join(ROOT, "sweeps"))))
+def test_every_grid_file_plans_the_runs_it_says(grid, tmp_path):
+    """Every grid of each file of sweeps/ holds only main.py's flags with valid values, and
+    plans runs that take each value it gives: one per combination of its lists."""
+    import json
+    import math
+    import sweep
+    with open(os.path.join(ROOT, "sweeps", grid)) as f:
+        entries = json.load(f)
+    for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(entry))
+        runs = sweep.plan(*sweep.parse([f"--grid={path}"]))
+        lists = {k: v for k, v in entry.items() if isinstance(v, list) and k != "exploration_rate"}
+        assert len(runs) == math.prod(len(v) for v in lists.values()), entry
+        for _, cfg in runs.values():
+            for key, value in entry.items():
+                got = getattr(cfg, key)
+                assert got in value if key in lists else got == value, (key, got, value)
+
+
 def test_the_code_travels_with_the_job_and_the_outputs_stay(tmp_path):
     """The tasks' working folder is a copy of the repository without its large folders and the
     folders the tasks write. On a cluster, a --data_dir inside the repository travels with it,
