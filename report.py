@@ -36,9 +36,11 @@ SECOND_GROUP = "second_group"
 # their results, by the name of their columns in the tables.
 OTHERWISE = {"fit only (lambda_1 = 0)": "fit_only",
              "released routing of L_unc": "released_routing"}
-# The four variants trained with the strong recipe (sweeps/strong.json): their results, and
-# their figures, glimpses_<dataset>_strong.png.
-STRONG = "strong"
+# Studies of recipes beyond the paper's, each in a results folder of its own, by the recipe's
+# name in their tables and figures (glimpses_<dataset>_<folder>.png): the strong recipe
+# (sweeps/strong.json, the four variants), and before the screen chose tanh for it, the same
+# recipe with the released code's clamp on mu_t (original RAM, 5 seeds).
+STRONG = {"strong": "the strong recipe", "strong_clamp": "the strong recipe (clamp on mu_t)"}
 # The datasets whose runs ship only their best checkpoint: with the latest ones of 40
 # cluttered runs, pretrained/ would outgrow its 150 MB.
 BEST_ONLY = ("cluttered", "cluttered100")
@@ -85,8 +87,8 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
     """Every figure of the paper from the files of test_script.sh; returns the paths written.
 
     - first_epoch_<dataset>.png: running train accuracy over the first epoch, per variant;
-    - the figures of the grid's results and of the strong recipe's (`_study_figures`):
-      glimpses_<dataset>.png and glimpses_<dataset>_strong.png, where_<run>.png / .gif;
+    - the figures of the grid's results and of each STRONG study's (`_study_figures`):
+      glimpses_<dataset>.png and glimpses_<dataset>_<folder>.png, where_<run>.png / .gif;
     - lambda_map_mnist.png: the heat maps of the lambda map, where lambda_cells has cells;
     - recipes_<dataset>.png: the validation curves of the recipes that every seed trained
       for at least RECIPE_EPOCHS epochs (results_dir/training_curves.json)."""
@@ -106,8 +108,8 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
         written.append(plot_first_epoch(running, title,
                                         os.path.join(plots_dir, f"first_epoch_{dataset}.png"),
                                         reference))
-    for folder, suffix in (("", ""), (STRONG, "_strong")):
-        written += _study_figures(os.path.join(results_dir, folder), plots_dir, suffix, gifs)
+    for folder in ("", *STRONG):
+        written += _study_figures(results_dir, folder, plots_dir, gifs)
     written += _recipe_figures(_read_json(os.path.join(results_dir, "training_curves.json")),
                                plots_dir)
     return written
@@ -137,12 +139,15 @@ def _recipe_figures(curves, plots_dir):
             for dataset, recipes in sorted(by_dataset.items())]
 
 
-def _study_figures(results_dir, plots_dir, suffix, gifs):
-    """The figures of one study's results: glimpses_<dataset><suffix>.png, accuracy against N
-    with the dynamic points, a panel per protocol; where_<run>.png / .gif, where each run
-    looks (its latest evaluated checkpoint's trace, `_trace_order`). Returns the paths."""
+def _study_figures(results_dir, folder, plots_dir, gifs):
+    """The figures of one study's results (results_dir's `folder`: '' for the grid, or one of
+    STRONG): glimpses_<dataset>[_<folder>].png, accuracy against N with the dynamic points, a
+    panel per protocol; where_<run>.png / .gif, where each run looks (its latest evaluated
+    checkpoint's trace, `_trace_order`). Returns the paths."""
     written = []
+    results_dir = os.path.join(results_dir, folder)
     results = read_results(results_dir)
+    suffix = f"_{folder}" if folder else ""
     for dataset in sorted({r["dataset"] for r in results}):
         of_dataset = [r for r in results if r["dataset"] == dataset]
         panels = [p for p in (_protocol_panel(of_dataset, protocol, dataset)
@@ -150,7 +155,7 @@ def _study_figures(results_dir, plots_dir, suffix, gifs):
         if not panels:
             continue  # only fixed-N evaluations: nothing to plot against N
         c = of_dataset[0]["config"]
-        recipe = " with the strong recipe" if suffix else ""
+        recipe = f" with {STRONG[folder]}" if folder else ""
         title = (f"{DATASET_TITLES.get(dataset, dataset)}, trained{recipe} with "
                  f"T={c['num_glimpses']} glimpses of {c['patch_size']}x{c['patch_size']} "
                  f"(k={c['num_patches']})")
@@ -276,15 +281,18 @@ def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):
     """The result tables, in markdown, from the evaluation JSONs of results_dir (the grid,
     and the studies beside it in its SINGLE_RUNS, SECOND_GROUP, OTHERWISE and STRONG folders),
     a first_epoch_summary, training_curves and lambda_map_cells."""
-    grid, strong = (read_results(os.path.join(results_dir, folder)) for folder in ("", STRONG))
+    grid = read_results(results_dir)
     text = tables.markdown(first_epoch,
                            _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH)), grid,
                            read_results(os.path.join(results_dir, SINGLE_RUNS)),
                            read_results(os.path.join(results_dir, SECOND_GROUP)),
                            {name: read_results(os.path.join(results_dir, folder))
                             for name, folder in OTHERWISE.items()})
-    studies = [line for dataset in sorted({r["dataset"] for r in strong})
-               for line in tables.paper_vs_strong(grid, strong, dataset)]
+    studies = []
+    for folder, recipe in STRONG.items():
+        strong = read_results(os.path.join(results_dir, folder))
+        studies += [line for dataset in sorted({r["dataset"] for r in strong})
+                    for line in tables.paper_vs_strong(grid, strong, dataset, recipe)]
     return text + tables.recipe_table(curves or {}) + "\n".join(
         [""] + studies + tables.lambda_map(lambda_cells or {}))
 
@@ -337,10 +345,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     written = []
     if a.pretrained_dir:
-        for folder in ("", STRONG):
-            # the strong study's weights in float16: with them, pretrained/ stays in budget
+        for folder in ("", *STRONG):
+            # the strong studies' weights in float16: with them, pretrained/ stays in budget
             written += export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir,
-                                         half=folder == STRONG, best_only=BEST_ONLY)
+                                         half=folder in STRONG, best_only=BEST_ONLY)
     cells = lambda_map_cells(a.results_dir, a.lambda_logs)
     # the tables first: they write results_dir/training_curves.json, which a figure draws
     written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))

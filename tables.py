@@ -493,9 +493,9 @@ RECIPE_COLUMNS = {"paper recipe, ours": ("paper", "ours", 1),
                   "strong recipe, author's": ("strong", "author", 10)}
 
 
-def paper_vs_strong(paper_runs, strong_runs, dataset):
-    """The same claims on models of the paper's recipe (paper_runs) and of the strong recipe
-    (strong_runs), both lists of results files: accuracy after N = 1, T, 30 and 50 glimpses
+def paper_vs_strong(paper_runs, strong_runs, dataset, recipe="the strong recipe"):
+    """The same claims on models of the paper's recipe (paper_runs) and of a stronger one,
+    named `recipe` in the captions (strong_runs), both lists of results files: accuracy after N = 1, T, 30 and 50 glimpses
     under our protocol (best checkpoint, M = 1) and the author's (M = 10); then each dynamic
     sweep (spec rule under ours, released under the author's); then the PAIRED differences
     of the strong runs. Nothing where the strong recipe has no run of `dataset`."""
@@ -511,7 +511,7 @@ def paper_vs_strong(paper_runs, strong_runs, dataset):
             for v in VARIANTS for n in (1, T, 30, 50)
             if any(v in c for c in columns.values())]
     lines = _section(
-        f"Paper recipe against the strong recipe on {DATASET_TITLES[dataset]}: accuracy (%) "
+        f"Paper recipe against {recipe} on {DATASET_TITLES[dataset]}: accuracy (%) "
         f"after N glimpses (T = {T}), under our protocol (best checkpoint, M = 1) and the "
         "author's (M = 10), mean +- sd [lowest, highest] over seeds",
         ["variant", "N", *RECIPE_COLUMNS], rows)
@@ -527,12 +527,12 @@ def paper_vs_strong(paper_runs, strong_runs, dataset):
             if any(cell != "-" for cell in cells):
                 rows.append([LABELS[v], f"{eps:g}", *cells])
     lines += _section(
-        f"Paper recipe against the strong recipe on {DATASET_TITLES[dataset]}: the dynamic "
+        f"Paper recipe against {recipe} on {DATASET_TITLES[dataset]}: the dynamic "
         "number of glimpses (mean glimpses, accuracy %), spec rule under our protocol (M = 1), "
         "released rule under the author's (M = 10), over seeds",
         ["variant", "eps", *RECIPE_COLUMNS], rows)
     for protocol, M in (("ours", 1), ("author", 10)):
-        lines += [f"Strong recipe: {line}" if line else line
+        lines += [f"{recipe[0].upper()}{recipe[1:]}: {line}" if line else line
                   for line in paired(by_seed(runs["strong"], protocol, M), protocol)]
     return lines
 

@@ -22,11 +22,11 @@ SHIPPED_BEST = [p for p in SHIPPED if p.endswith("_best.pt")]
 
 
 def test_every_evaluated_checkpoint_is_shipped():
-    """Each checkpoint with results in results/ and results/strong (a run's best, and its
+    """Each checkpoint with results in results/ and its strong studies (a run's best, and its
     latest: the last epoch of a run that went to the end) ships in pretrained/, of the epoch
     its results are of; and no other checkpoint is shipped."""
     evaluated = {(r["run"], r["checkpoint_kind"]): r["epoch"]
-                 for folder in ("", report.STRONG)
+                 for folder in ("", *report.STRONG)
                  for r in read_results(os.path.join(ROOT, "results", folder))}
     shipped = {tuple(os.path.basename(p)[:-len(".pt")].rsplit("_", 1)): load_pretrained(p).epoch
                for p in SHIPPED}

@@ -353,8 +353,8 @@ def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkey
             _write(tmp_path, _result("both", seed, protocol, M, 0.2, 0.9, sweep))
             strong = _result("both", seed, protocol, M, 0.3, 0.95 + 0.01 * seed,
                              {"spec": point(2.5 + seed, 0.97), "released": point(4.0, 0.99)})
-            _write(tmp_path / report.STRONG, dict(strong, run=strong["run"] + "_b128"))
-            _write(tmp_path / report.STRONG, _result("original", seed, protocol, M, 0.1, 0.5))
+            _write(tmp_path / "strong", dict(strong, run=strong["run"] + "_b128"))
+            _write(tmp_path / "strong", _result("original", seed, protocol, M, 0.1, 0.5))
     lines = report.results_markdown(str(tmp_path), {}).splitlines()
     assert "| RAM + both | N = 50 | 90.0 +- 0.0 [90.0, 90.0] (2 seeds) | 96.5 +- 0.7 [96.0, " \
            "97.0] (2 seeds) | 90.0 +- 0.0 [90.0, 90.0] (2 seeds) | 96.5 +- 0.7 [96.0, 97.0] " \
@@ -365,10 +365,10 @@ def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkey
             "(2 seeds) | 4.00 +- 0.71 [3.50, 4.50] glimpses, 97.0 +- 0.0 [97.0, 97.0] (2 seeds) "
             "| 3.00 +- 0.00 [3.00, 3.00] glimpses, 80.0 +- 0.0 [80.0, 80.0] (2 seeds) | 4.00 +- "
             "0.00 [4.00, 4.00] glimpses, 99.0 +- 0.0 [99.0, 99.0] (2 seeds) |") in lines
-    assert ("Strong recipe: RAM + both minus RAM at N = 50 (our protocol), seed by seed: seed 1: "
+    assert ("The strong recipe: RAM + both minus RAM at N = 50 (our protocol), seed by seed: seed 1: "
             "+46.0, seed 2: +47.0 points; 46.5 +- 0.7 [46.0, 47.0] (2 seeds).") in lines
     assert tables.paper_vs_strong(report.read_results(str(tmp_path)),
-                                  report.read_results(str(tmp_path / report.STRONG)),
+                                  report.read_results(str(tmp_path / "strong")),
                                   "translated") == []
     monkeypatch.setattr(report, "plot_accuracy_vs_glimpses", lambda panels, title, path: path)
     written = report.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "p"))
