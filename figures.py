@@ -185,16 +185,19 @@ def _save(fig, path):
     return path
 
 
-def plot_lambda_map(cells, measures, title, path):
-    """One heat map per measure over lambda_1 (rows) x lambda_2 (columns), each cell's mean
-    over its seeds written in it (blank: not measured).
+def plot_lambda_map(cells, measures, title, path, columns=3):
+    """One heat map per measure over lambda_1 (rows) x lambda_2 (columns), `columns` maps to a
+    row of the figure, each cell's mean over its seeds written in it (blank: not measured).
 
     cells: {(lambda_1, lambda_2): {measure: {seed: value %}}} (tables.lambda_cells)."""
     plt = _pyplot()
     l1s = sorted({l1 for l1, _ in cells})
     l2s = sorted({l2 for _, l2 in cells})
-    fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 4), squeeze=False)
-    for ax, measure in zip(axes[0], measures):
+    rows = -(-len(measures) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(measures):]:
+        ax.remove()
+    for ax, measure in zip(axes.flat, measures):
         grid = np.full((len(l1s), len(l2s)), np.nan)
         for (l1, l2), cell in cells.items():
             if cell[measure]:

@@ -48,6 +48,8 @@ BEST_ONLY = ("cluttered", "cluttered100")
 # accuracy at the end of epoch 1 of each of its runs (their logs are not committed).
 LAMBDA_MAP = "lambda_map"
 LAMBDA_FIRST_EPOCH = "lambda_map_first_epoch.json"
+# The lambda map's checkpoints of epoch 1, evaluated: past T after one epoch.
+LAMBDA_EPOCH_1 = "lambda_map_epoch1"
 # The panels of the accuracy-against-N figure, one per evaluation protocol.
 PROTOCOL_TITLES = {
     "ours": "our protocol: best checkpoint, M = 1 (M = 10 dashed)",
@@ -271,10 +273,12 @@ def first_epoch_ends(logs_dir):
 
 
 def lambda_map_cells(results_dir, logs_dir):
-    """tables.lambda_cells of the lambda map: the results in results_dir's LAMBDA_MAP folder,
-    the first epoch's accuracies from logs_dir (kept in results_dir's LAMBDA_FIRST_EPOCH)."""
+    """tables.lambda_cells of the lambda map: the results in results_dir's LAMBDA_MAP and
+    LAMBDA_EPOCH_1 folders, the first epoch's accuracies from logs_dir (kept in results_dir's
+    LAMBDA_FIRST_EPOCH)."""
     ends = _summary(first_epoch_ends(logs_dir), os.path.join(results_dir, LAMBDA_FIRST_EPOCH))
-    return tables.lambda_cells(read_results(os.path.join(results_dir, LAMBDA_MAP)), ends)
+    return tables.lambda_cells(read_results(os.path.join(results_dir, LAMBDA_MAP)), ends,
+                               read_results(os.path.join(results_dir, LAMBDA_EPOCH_1)))
 
 
 def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):

@@ -316,6 +316,10 @@ def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_pat
             r["curve"]["accuracy"][5] = n6
             r["fixed"]["e_t_zero"] = zero
             _write(results / report.LAMBDA_MAP, r)
+            # the checkpoint of epoch 1, evaluated in a folder of its own
+            first = dict(r, epoch=1, curve={"N": r["curve"]["N"],
+                                            "accuracy": [a - 0.5 for a in r["curve"]["accuracy"]]})
+            _write(results / report.LAMBDA_EPOCH_1, first)
             os.makedirs(logs / r["run"])
             (logs / r["run"] / "train_iterations.csv").write_text(
                 "epoch,iteration,global_step,running_loss,running_acc\n"
@@ -331,10 +335,13 @@ def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_pat
     assert cell["N = 50"] == pytest.approx({1: 95.0, 2: 96.0})
     assert cell["e_t exactly 0 at N = 6"] == {1: 99.0, 2: 99.0}
     assert cell["epoch 1, running train"] == pytest.approx({1: 41.0, 2: 51.0})
+    assert cell["epoch 1: N = 6"] == pytest.approx({1: 45.0, 2: 45.0})
+    assert cell["epoch 1: N = 50"] == pytest.approx({1: 45.0, 2: 46.0})
     assert report.lambda_map_cells(str(results), str(tmp_path / "no_logs")) == got
     row = next(line for line in tables.lambda_map(got) if line.startswith("| 0.001 | 0.01 |"))
     assert row == ("| 0.001 | 0.01 | 1, 2 | 95.0 +- 0.0 [95.0, 95.0] | 95.5 +- 0.7 [95.0, 96.0] "
-                   "| 46.0 +- 7.1 [41.0, 51.0] | 99.0 +- 0.0 [99.0, 99.0] |")
+                   "| 99.0 +- 0.0 [99.0, 99.0] | 46.0 +- 7.1 [41.0, 51.0] | 45.0 +- 0.0 [45.0, "
+                   "45.0] | 45.5 +- 0.7 [45.0, 46.0] |")
     png = report.make_figures(str(results), str(logs), str(tmp_path / "plots"),
                               lambda_cells=got)[0]
     assert png.endswith("lambda_map_mnist.png")
