@@ -187,7 +187,8 @@ def _save(fig, path):
 
 def plot_lambda_map(cells, measures, title, path, columns=3):
     """One heat map per measure over lambda_1 (rows) x lambda_2 (columns), `columns` maps to a
-    row of the figure, each cell's mean over its seeds written in it (blank: not measured).
+    row of the figure, each cell's mean over its seeds written in it (blank: not measured; a
+    map with no cell measured says so).
 
     cells: {(lambda_1, lambda_2): {measure: {seed: value %}}} (tables.lambda_cells)."""
     plt = _pyplot()
@@ -203,7 +204,11 @@ def plot_lambda_map(cells, measures, title, path, columns=3):
             if cell[measure]:
                 grid[l1s.index(l1), l2s.index(l2)] = np.mean(list(cell[measure].values()))
         image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        if np.isnan(grid).all():
+            ax.text(0.5, 0.5, "not measured yet", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
+        else:
+            fig.colorbar(image, ax=ax, shrink=0.8)
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
                 # dark text on the bright end of the colour map, light on the dark end
