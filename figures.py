@@ -252,4 +252,3 @@ def plot_recipes(recipes, title, path, floor=95):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=7)
     return _save(fig, path)
-

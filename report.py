@@ -25,6 +25,9 @@ SINGLE_RUN_FIRST_EPOCH = "first_epoch_single_runs.json"
 # The running train accuracy at every iteration of the first epoch of the first-epoch runs:
 # what their figures are drawn from (their logs are not committed).
 FIRST_EPOCH_CURVES = "first_epoch_curves.json"
+# The validation curves of the recipes' runs, from their epochs.csv (the logs are not
+# committed): the recipe table and recipes_<dataset>.png are made from it.
+TRAINING_CURVES = "training_curves.json"
 # The 100-epoch runs trained one process per run before groups, and their evaluations: a
 # results folder of their own, which read_results(results_dir) does not descend into.
 SINGLE_RUNS = "single_runs"
@@ -113,8 +116,7 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
                                         reference))
     for folder in ("", *STRONG):
         written += _study_figures(results_dir, folder, plots_dir, gifs)
-    written += _recipe_figures(_read_json(os.path.join(results_dir, "training_curves.json")),
-                               plots_dir)
+    written += _recipe_figures(_read_json(os.path.join(results_dir, TRAINING_CURVES)), plots_dir)
     return written
 
 
@@ -322,7 +324,7 @@ def write_tables(results_dir, logs_dir, curve_logs=(), lambda_cells=None):
     first_epoch = _summary(first_epoch_summary(logs_dir),
                            os.path.join(results_dir, "first_epoch.json"))
     curves = _summary(training_curves(curve_logs),
-                      os.path.join(results_dir, "training_curves.json"))
+                      os.path.join(results_dir, TRAINING_CURVES))
     path = os.path.join(results_dir, "tables.md")
     with replacing(path) as f:
         f.write(results_markdown(results_dir, first_epoch, curves, lambda_cells))
@@ -355,7 +357,7 @@ def main(argv=None):
             written += export_pretrained(os.path.join(a.results_dir, folder), a.pretrained_dir,
                                          half=folder in STRONG, best_only=BEST_ONLY)
     cells = lambda_map_cells(a.results_dir, a.lambda_logs)
-    # the tables first: they write results_dir/training_curves.json, which a figure draws
+    # the tables first: they write results_dir's TRAINING_CURVES, which a figure draws
     written.append(write_tables(a.results_dir, a.first_epoch_logs, a.curve_logs, cells))
     written += make_figures(a.results_dir, a.first_epoch_logs, a.plots_dir, lambda_cells=cells)
     for path in written:

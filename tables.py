@@ -494,18 +494,20 @@ RECIPE_COLUMNS = {"paper recipe, ours": ("paper", "ours", 1),
 
 
 def paper_vs_strong(paper_runs, strong_runs, dataset, recipe="the strong recipe"):
-    """The same claims on models of the paper's recipe (paper_runs) and of a stronger one,
-    named `recipe` in the captions (strong_runs), both lists of results files: accuracy after N = 1, T, 30 and 50 glimpses
-    under our protocol (best checkpoint, M = 1) and the author's (M = 10); then each dynamic
-    sweep (spec rule under ours, released under the author's); then the PAIRED differences
-    of the strong runs. Nothing where the strong recipe has no run of `dataset`."""
-    runs = {recipe: [r for r in rs if r["dataset"] == dataset]
-            for recipe, rs in (("paper", paper_runs), ("strong", strong_runs))}
+    """The same claims on models of the paper's recipe (paper_runs) and of a stronger one
+    (strong_runs), named `recipe` in the captions, both lists of results files: accuracy
+    after N = 1, T, 30 and 50 glimpses under our protocol (best checkpoint, M = 1) and the
+    author's (M = 10); then each dynamic sweep (spec rule under ours, released under the
+    author's); then the PAIRED differences of the strong runs. Nothing where the strong
+    recipe has no run of `dataset`."""
+    # "paper" and "strong", the recipes of RECIPE_COLUMNS
+    runs = {kind: [r for r in rs if r["dataset"] == dataset]
+            for kind, rs in (("paper", paper_runs), ("strong", strong_runs))}
     if not runs["strong"]:
         return []
     T = runs["strong"][0]["config"]["num_glimpses"]
-    columns = {name: by_seed(runs[recipe], protocol, M)
-               for name, (recipe, protocol, M) in RECIPE_COLUMNS.items()}
+    columns = {name: by_seed(runs[kind], protocol, M)
+               for name, (kind, protocol, M) in RECIPE_COLUMNS.items()}
     rows = [[LABELS[v], f"N = {n}", *(spread_cell(spread([at(r, n) for r in c.get(v, {}).values()]))
                                       for c in columns.values())]
             for v in VARIANTS for n in (1, T, 30, 50)
@@ -600,10 +602,8 @@ def lambda_cells(results, first_epoch, after_epoch_1=()):
         for r in whole_curves(measured, "ours", 1):
             cell, seed = cells[lambda_of_run(r["run"])], r["seed"]
             cell[f"{prefix}N = 6"][seed], cell[f"{prefix}N = 50"][seed] = at(r, 6), at(r, 50)
-    for r in whole_curves(results, "ours", 1):
-        if r["fixed"]["N"] == 6 and "e_t_zero" in r["fixed"]:
-            cells[lambda_of_run(r["run"])]["e_t exactly 0 at N = 6"][r["seed"]] = \
-                100 * r["fixed"]["e_t_zero"]
+            if not prefix and r["fixed"]["N"] == 6 and "e_t_zero" in r["fixed"]:
+                cell["e_t exactly 0 at N = 6"][seed] = 100 * r["fixed"]["e_t_zero"]
     for name, accuracy in first_epoch.items():
         cells[lambda_of_run(name)]["epoch 1, running train"][
             parse_run_name(name)["random_seed"]] = 100 * accuracy
