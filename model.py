@@ -125,10 +125,10 @@ class RecurrentAttention(nn.Module):
             l_t = torch.empty(R, B, 2, device=x.device, dtype=x.dtype).uniform_(-1, 1)
         else:
             l_t, eps = noise
-        x_padded = self.retina.pad(x.flatten(0, 1))  # once for all N glimpses
+        table = self.retina.prepare(x.flatten(0, 1))  # once for all N glimpses
         rhos, gs, hs, locations = [], [], [], [l_t]
         for t in range(num_glimpses):
-            rho = self.retina.extract(x_padded, l_t.reshape(R * B, 2), x.shape[-2:]).view(R, B, -1)
+            rho = self.retina.extract(table, l_t.reshape(R * B, 2)).view(R, B, -1)
             g_t = self.glimpse(rho, l_t)
             h_t = self.core(g_t, h_t)
             l_t = self.location(h_t, None if noise is None else eps[t])

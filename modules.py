@@ -22,10 +22,14 @@ class Retina(nn.Module):
     The centre pixel is floor((l + 1) / 2 * H) (row from l_y, column from l_x with W); a patch
     of side n covers [c - n // 2, c - n // 2 + n); pixels outside the image read as 0.
 
-    Vectorised over the batch: the image is zero-padded once, the largest patch is gathered
-    for every sample with one indexing operation, and the smaller patches are centre crops of
-    it (they share the centre, so patch i starts n_max // 2 - n_i // 2 pixels into the largest),
-    pooled by avg_pool2d (about 4x faster than a mean over a reshaped view).
+    Read from a summed-area table: `prepare` computes S[i, j] = sum of x[:i, :j] once per
+    image, and each pooled pixel, the sum of an r x r block (r = n // g), is then
+    S[y1, x1] - S[y0, x1] - S[y1, x0] + S[y0, x0]: (g + 1)^2 lookups a patch, whatever its
+    size, where gathering the pixels costs n^2 (96^2 for the 100x100 retina's widest patch).
+    Clamping the corners to [0, H] x [0, W] makes the pixels outside read as 0. The table is
+    float64, so a block's sum errs far below float32's precision and a pooled pixel is the
+    block's mean rounded once to l's dtype. For MNIST's normalised pixels the sums are exact,
+    and a patch with r = 1 returns the pixels bit for bit.
 
     x: (B, C, H, W), l: (B, 2) -> (B, k * g * g * C), ordered patch-major, then C, g, g.
     """
@@ -34,38 +38,37 @@ class Retina(nn.Module):
         super().__init__()
         self.g, self.k, self.s = g, k, s
         self.sizes = [g * s**i for i in range(k)]
-        self.n_max = self.sizes[-1]
 
-    def pad(self, x):
-        """Zero-pad x so that any patch centred in [0, H] x [0, W] lies inside: (B, C, H', W').
+    @staticmethod
+    def prepare(x):
+        """The summed-area table of x (B, C, H, W): (B, C, H + 1, W + 1), float64.
 
-        Separate from forward so that an unroll of T glimpses pads the image only once."""
-        before, after = self.n_max // 2, self.n_max - self.n_max // 2
-        return F.pad(x, (before, after, before, after))
+        Separate from forward so that an unroll of N glimpses builds it only once."""
+        return F.pad(x, (1, 0, 1, 0)).double().cumsum_(-1).cumsum_(-2)
 
-    def extract(self, x_padded, l, image_hw):
-        """The glimpse vector from an image already padded by `pad`: (B, k * g * g * C)."""
-        B, C, Hp, Wp = x_padded.shape
-        H, W = image_hw
-        n = self.n_max
-        # Top-left corner of the largest patch in padded coordinates: c - n//2 + n//2 = c.
+    def extract(self, table, l):
+        """The glimpse vector from a table made by `prepare`: (B, k * g * g * C)."""
+        B, C, H1, W1 = table.shape
+        H, W = H1 - 1, W1 - 1
         col = torch.floor((l[:, 0] + 1) / 2 * W).long()
         row = torch.floor((l[:, 1] + 1) / 2 * H).long()
-        offs = torch.arange(n, device=l.device)
-        window = (offs[:, None] * Wp + offs[None, :]).reshape(1, n * n)  # the patch's pixels
-        idx = (row * Wp + col)[:, None] + window  # (B, n * n) linear indices
-        flat = x_padded.reshape(B, C, Hp * Wp)
-        big = flat.gather(2, idx.unsqueeze(1).expand(B, C, n * n)).view(B, C, n, n)
+        flat = table.reshape(B, C, H1 * W1)
+        steps = torch.arange(self.g + 1, device=l.device)
         patches = []
-        for size in self.sizes:
-            start = n // 2 - size // 2
-            patch = big[:, :, start:start + size, start:start + size]
-            r = size // self.g  # average-pooling kernel n // g
-            patches.append(patch if r == 1 else F.avg_pool2d(patch, r))
+        for n in self.sizes:
+            r = n // self.g  # the pooling kernel
+            edges = steps * r - n // 2  # block boundaries, relative to the centre
+            ys = (row[:, None] + edges).clamp_(0, H)  # (B, g + 1)
+            xs = (col[:, None] + edges).clamp_(0, W)
+            idx = (ys[:, :, None] * W1 + xs[:, None, :]).view(B, 1, -1).expand(B, C, -1)
+            corners = flat.gather(2, idx).view(B, C, self.g + 1, self.g + 1)
+            sums = (corners[:, :, 1:, 1:] - corners[:, :, :-1, 1:]
+                    - corners[:, :, 1:, :-1] + corners[:, :, :-1, :-1])
+            patches.append((sums / (r * r)).to(l.dtype))
         return torch.cat([p.reshape(B, -1) for p in patches], dim=1)
 
     def forward(self, x, l):
-        return self.extract(self.pad(x), l, x.shape[-2:])
+        return self.extract(self.prepare(x), l)
 
 
 class StackedLinear(nn.Module):

@@ -1,10 +1,11 @@
-"""modules.Retina against a plain per-sample slicing reference: the batched gather must equal
-slicing each sample on its own exactly (docs/method.md, "The model", Retina)."""
+"""modules.Retina against a plain per-sample slicing reference (docs/method.md, "The model",
+Retina): the summed-area table must give each block's mean, rounded once to float32."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from data_loader import normalise
 from modules import Retina
 
 
@@ -69,6 +70,22 @@ def test_retina_matches_per_sample_reference(g, k, s, H, W, C, device):
     want = reference_retina(x.cpu(), l.cpu(), g, k, s)
     assert got.shape == (len(l), k * g * g * C)
     torch.testing.assert_close(got.cpu(), want, rtol=1e-6, atol=1e-6)
+    # Exactly the mean computed in float64 and rounded once: the table loses nothing that
+    # float32 can hold.
+    assert torch.equal(got.cpu(), reference_retina(x.cpu().double(), l.cpu(), g, k, s).float())
+
+
+@pytest.mark.parametrize("g,k,s,H", [(8, 1, 2, 28), (12, 3, 2, 60), (12, 4, 2, 100)])
+def test_retina_of_normalised_pixels_is_exact(g, k, s, H, device):
+    """For MNIST's normalised uint8 pixels the table's sums are exact: the innermost patch
+    (r = 1) is the pixels bit for bit, and every pooled pixel is the float32 rounding of the
+    exact block mean (the float64 reference of slicing and pooling)."""
+    l = edge_locations(H, H, "cpu", seed=4)
+    gen = torch.Generator().manual_seed(3)
+    x = normalise(torch.randint(0, 256, (len(l), 1, H, H), dtype=torch.uint8, generator=gen))
+    got = Retina(g, k, s)(x.to(device), l.to(device)).cpu()
+    assert torch.equal(got[:, :g * g], reference_retina(x, l, g, 1, s))
+    assert torch.equal(got, reference_retina(x.double(), l, g, k, s).float())
 
 
 def test_retina_order_is_patch_major_then_channel(device):
