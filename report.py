@@ -101,8 +101,8 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
     if lambda_cells:
         written.append(plot_lambda_map(
             lambda_cells, tables.LAMBDA_MEASURES, "RAM + both on MNIST over lambda_1 x "
-            "lambda_2, mean over seeds: after training (top), after epoch 1 (bottom)",
-            os.path.join(plots_dir, "lambda_map_mnist.png")))
+            "lambda_2, mean over seeds: after training (top, first three), after epoch 1 (the "
+            "rest)", os.path.join(plots_dir, "lambda_map_mnist.png"), columns=4))
     single = _read_json(os.path.join(results_dir, SINGLE_RUN_FIRST_EPOCH))
     # compact: one number per iteration of 40 runs
     curves = _summary(first_epoch_curves(logs_dir),

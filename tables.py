@@ -579,7 +579,7 @@ def recipe_table(curves):
 # ------------------------------------------------------------------------------- lambda map
 # The measures of each cell of the lambda_1 x lambda_2 map, in the order of its columns.
 LAMBDA_MEASURES = ("N = 6", "N = 50", "e_t exactly 0 at N = 6", "epoch 1, running train",
-                   "epoch 1: N = 6", "epoch 1: N = 50")
+                   "epoch 1: N = 6", "epoch 1: N = 50", "epoch 1: e_t exactly 0 at N = 6")
 
 
 def lambda_of_run(name):
@@ -595,15 +595,15 @@ def lambda_cells(results, first_epoch, after_epoch_1=()):
     files under our protocol (best checkpoint, M = 1) the accuracy at N = 6 and 50 and the
     share of e_t exactly 0 at N = 6; from first_epoch ({run: running train accuracy at the end
     of epoch 1}) that accuracy; from after_epoch_1 (the results of the checkpoints of epoch 1)
-    the accuracy at N = 6 and 50 after one epoch."""
+    the same three measures after one epoch."""
     cells = defaultdict(lambda: {m: {} for m in LAMBDA_MEASURES})
     # not by_seed, which would keep one cell per seed: a cell is a run name less its seed
     for prefix, measured in (("", results), ("epoch 1: ", after_epoch_1)):
         for r in whole_curves(measured, "ours", 1):
             cell, seed = cells[lambda_of_run(r["run"])], r["seed"]
             cell[f"{prefix}N = 6"][seed], cell[f"{prefix}N = 50"][seed] = at(r, 6), at(r, 50)
-            if not prefix and r["fixed"]["N"] == 6 and "e_t_zero" in r["fixed"]:
-                cell["e_t exactly 0 at N = 6"][seed] = 100 * r["fixed"]["e_t_zero"]
+            if r["fixed"]["N"] == 6 and "e_t_zero" in r["fixed"]:
+                cell[f"{prefix}e_t exactly 0 at N = 6"][seed] = 100 * r["fixed"]["e_t_zero"]
     for name, accuracy in first_epoch.items():
         cells[lambda_of_run(name)]["epoch 1, running train"][
             parse_run_name(name)["random_seed"]] = 100 * accuracy
@@ -623,5 +623,6 @@ def lambda_map(cells):
         "The lambda_1 x lambda_2 map, RAM + both on MNIST (0: the term weighted 0): accuracy "
         "(%) under our protocol (best checkpoint, M = 1), the share (%) of e_t's entries "
         "exactly 0 at N = 6, the running train accuracy (%) at the end of epoch 1, and the "
-        "accuracy (%) of the epoch-1 checkpoints; mean +- sd [lowest, highest] over seeds",
+        "accuracy (%) and share of e_t exactly 0 of the epoch-1 checkpoints; mean +- sd "
+        "[lowest, highest] over seeds",
         ["lambda_1", "lambda_2", "seeds", *LAMBDA_MEASURES], rows)

@@ -301,7 +301,7 @@ def test_low_eps_mix_weighs_the_accuracy_at_each_step_by_where_minibatches_stop(
 
 def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_path):
     """Each (lambda_1, lambda_2) cell of the map, from its runs' results files (our protocol,
-    M = 1: N = 6, N = 50, e_t exactly 0) and logs (the running train accuracy at the end of
+    M = 1: N = 6, N = 50, e_t exactly 0, after training and after epoch 1) and logs (the running train accuracy at the end of
     epoch 1, kept in results/ for when the logs are gone); a cell at the dataset's default
     weights (no _lu/_li in the name) lands at those weights; the table and the heat maps."""
     from config import run_name
@@ -318,7 +318,8 @@ def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_pat
             _write(results / report.LAMBDA_MAP, r)
             # the checkpoint of epoch 1, evaluated in a folder of its own
             first = dict(r, epoch=1, curve={"N": r["curve"]["N"],
-                                            "accuracy": [a - 0.5 for a in r["curve"]["accuracy"]]})
+                                            "accuracy": [a - 0.5 for a in r["curve"]["accuracy"]]},
+                         fixed=dict(r["fixed"], e_t_zero=zero / 2))
             _write(results / report.LAMBDA_EPOCH_1, first)
             os.makedirs(logs / r["run"])
             (logs / r["run"] / "train_iterations.csv").write_text(
@@ -337,11 +338,12 @@ def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_pat
     assert cell["epoch 1, running train"] == pytest.approx({1: 41.0, 2: 51.0})
     assert cell["epoch 1: N = 6"] == pytest.approx({1: 45.0, 2: 45.0})
     assert cell["epoch 1: N = 50"] == pytest.approx({1: 45.0, 2: 46.0})
+    assert cell["epoch 1: e_t exactly 0 at N = 6"] == {1: 49.5, 2: 49.5}
     assert report.lambda_map_cells(str(results), str(tmp_path / "no_logs")) == got
     row = next(line for line in tables.lambda_map(got) if line.startswith("| 0.001 | 0.01 |"))
     assert row == ("| 0.001 | 0.01 | 1, 2 | 95.0 +- 0.0 [95.0, 95.0] | 95.5 +- 0.7 [95.0, 96.0] "
                    "| 99.0 +- 0.0 [99.0, 99.0] | 46.0 +- 7.1 [41.0, 51.0] | 45.0 +- 0.0 [45.0, "
-                   "45.0] | 45.5 +- 0.7 [45.0, 46.0] |")
+                   "45.0] | 45.5 +- 0.7 [45.0, 46.0] | 49.5 +- 0.0 [49.5, 49.5] |")
     png = report.make_figures(str(results), str(logs), str(tmp_path / "plots"),
                               lambda_cells=got)[0]
     assert png.endswith("lambda_map_mnist.png")
