@@ -1,8 +1,9 @@
 """Speed benchmark: `python benchmark.py` prints a table and writes benchmark_<device>.json.
 
 Measures, as the median of several repeats after a warm-up:
-- training: milliseconds per run-step (one batch of 32 of one run) for groups of K runs
-  trained in one process (K = 1 is one run), MNIST and translated settings, both new terms,
+- training: milliseconds per run-step (one batch of 32 of one run; --batch to change it)
+  for groups of K runs trained in one process (K = 1 is one run), MNIST and translated
+  settings, and the cluttered ones for K = 1 and 16, both new terms,
   eager and with --compile=True (skip with --compile=0): forward, the loss, backward and the
   Adam step, with the translation of the batch for translated MNIST; and one run of original
   RAM;
@@ -46,13 +47,14 @@ def timed(fn, repeats, warmup, sync):
     return statistics.median(times)
 
 
-def settings(dataset, variant, mode="eager", runs=1):
+def settings(dataset, variant, mode="eager", runs=1, batch=32):
     """The configurations of `python main.py` for a dataset and a variant (original or both),
-    a group of `runs` seeds; mode: eager, or a --compile_mode of --compile=True."""
+    a group of `runs` seeds, `batch` images a run; mode: eager, or a --compile_mode of
+    --compile=True."""
     both = variant == "both"
     compile_flags = [] if mode == "eager" else ["--compile=True", f"--compile_mode={mode}"]
     return get_configs([f"--dataset={dataset}", f"--uncertainty={both}", f"--intrinsic={both}",
-                        *compile_flags,
+                        f"--batch_size={batch}", *compile_flags,
                         "--random_seed=" + ",".join(str(s) for s in range(1, runs + 1))])
 
 
@@ -162,6 +164,9 @@ def main():
                         "compilation per setting)")
     p.add_argument("--groups", default=None,
                    help="the group sizes K to time (default 1,4,8,16; and 32,64 on CUDA)")
+    p.add_argument("--batch", type=int, default=32,
+                   help="images per run in the group rows (the paper's 32; 128 for the "
+                        "strong recipe's)")
     p.add_argument("--sweep", type=int, choices=(0, 1), default=1,
                    help="also time the quick grid with sweep.py and test_script.sh --quick "
                         "(a few minutes)")
@@ -170,11 +175,11 @@ def main():
     a.groups = a.groups or ("1,4,8,16,32,64" if device.type == "cuda" else "1,4,8,16")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "training": {},
-              "evaluation": {}}
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": a.batch,
+              "training": {}, "evaluation": {}}
 
     print(f"device {report['device']}, {report['threads']} CPU threads, torch {torch.__version__}")
-    print(f"{'training, batch 32, both terms':34s} {'runs K':>6s} {'ms/step':>9s} "
+    print(f"{f'training, batch {a.batch}, both terms':34s} {'runs K':>6s} {'ms/step':>9s} "
           f"{'ms/run-step':>12s} {'run-steps/s':>12s}")
     report["groups"] = []
     sizes = [int(k) for k in a.groups.split(",")]
@@ -185,8 +190,8 @@ def main():
     rows = [(d, m, K) for d in ("mnist", "translated") for m in modes for K in sizes]
     rows += [(d, m, K) for d in CLUTTERED for m in modes for K in (1, 16)]
     for dataset, mode, K in rows:
-        r = bench_training(settings(dataset, "both", mode, runs=K), device, 32, a.repeats,
-                           sync)
+        r = bench_training(settings(dataset, "both", mode, runs=K, batch=a.batch), device,
+                           a.batch, a.repeats, sync)
         report["groups"].append({"dataset": dataset, "K": K, "compile": mode != "eager",
                                  "mode": mode, "ms_per_run_step": r["ms_per_run_step"],
                                  "run_steps_per_s": r["run_steps_per_s"]})

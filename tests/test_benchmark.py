@@ -24,3 +24,10 @@ def test_benchmark_settings_name_the_compile_mode(mode):
     cfg = benchmark.settings("mnist", "both", mode, runs=3)
     assert len(cfg) == 3 and cfg[0].compile == (mode != "eager")
     assert mode == "eager" or cfg[0].compile_mode == mode
+
+
+def test_benchmark_settings_carry_the_batch_size():
+    """--batch sets each run's batch size in the group rows (128: the strong recipe's)."""
+    assert [c.batch_size for c in benchmark.settings("translated", "both", runs=2)] == [32, 32]
+    assert [c.batch_size for c in benchmark.settings("translated", "both", runs=2,
+                                                     batch=128)] == [128, 128]
