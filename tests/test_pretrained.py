@@ -33,6 +33,12 @@ def test_every_evaluated_checkpoint_is_shipped():
     assert evaluated == shipped
 
 
+def test_pretrained_stays_under_its_size_limit():
+    """The whole folder stays under 130 MB (10^6 bytes each), the strong study's files
+    included: a clone must not grow without bound with every study shipped."""
+    assert sum(os.path.getsize(p) for p in SHIPPED) < 130e6
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
 def test_shipped_checkpoint_gives_its_recorded_accuracy(path):
     """A shipped file holds only what testing needs, and its model still scores the accuracy
