@@ -301,9 +301,10 @@ def test_low_eps_mix_weighs_the_accuracy_at_each_step_by_where_minibatches_stop(
 
 def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_path):
     """Each (lambda_1, lambda_2) cell of the map, from its runs' results files (our protocol,
-    M = 1: N = 6, N = 50, e_t exactly 0, after training and after epoch 1) and logs (the running train accuracy at the end of
-    epoch 1, kept in results/ for when the logs are gone); a cell at the dataset's default
-    weights (no _lu/_li in the name) lands at those weights; the table and the heat maps."""
+    M = 1: N = 6, N = 50, e_t exactly 0, after training and after epoch 1) and logs (the
+    running train accuracy at the end of epoch 1, kept in results/ for when the logs are
+    gone); a cell at the dataset's default weights (no _lu/_li in the name) lands at those
+    weights; the table and the heat maps."""
     from config import run_name
     results, logs = tmp_path / "results", tmp_path / "logs"
     cells = {(0.0, 0.1): (0.90, 0.50, 0.0), (1e-3, 0.01): (0.95, 0.94, 0.99)}
