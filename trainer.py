@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from config import ADDED_SETTINGS, TRAINING, run_name, seed_of
+from config import ADDED_SETTINGS, run_name, seed_of, training_settings
 from model import RecurrentAttention
 from utils import (CheckpointError, RunLock, load_checkpoint, replacing, save_checkpoints,
                    save_glimpse_trace)
@@ -224,7 +224,8 @@ class Run:
 
     def restore(self, model, optimizer, r):
         """The latest checkpoint back into row r and this run (its settings must match)."""
-        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, TRAINING, ADDED_SETTINGS)
+        ckpt = load_checkpoint(self.ckpt_path["latest"], self.cfg, training_settings(self.cfg),
+                               ADDED_SETTINGS)
         model.load_run_state(r, ckpt["model"])
         optimizer.load_run_state(r, ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])

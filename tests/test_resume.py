@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch
 import main
 import trainer as trainer_module
 import utils
+from config import TRAINING, VARIANTS, training_settings
 from conftest import ROOT, SMALL_RUN, assert_same_training_state, run_dirs
 
 BOTH = ["--uncertainty=True", "--intrinsic=True"]
@@ -52,6 +54,25 @@ def test_translated_resume_is_exact(tmp_path):
     assert main.main(args + run_dirs(b) + ["--epochs=2", "--resume=True"]) == 0
     run = "translated_ram_6_12x12_s2_k3_original_seed1_subset320"
     assert_same_training_state(ckpt(a, run=run), ckpt(b, run=run))
+
+
+def test_a_loss_weight_of_a_term_the_variant_lacks_does_not_block_a_resume(tmp_path):
+    """Original RAM's run name leaves out lambda_1 and lambda_2, and so does the resume check:
+    resumed with other weights, it ends where the uninterrupted run ends. A variant with a
+    term keeps its weight in the check (and in its name)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    weights = ["--lambda_uncertainty=2.5e-6", "--lambda_intrinsic=0.025"]
+    assert main.main(SMALL_RUN + run_dirs(a) + ["--epochs=2"]) == 0
+    assert main.main(SMALL_RUN + run_dirs(b) + ["--epochs=1"]) == 0
+    assert main.main(SMALL_RUN + weights + run_dirs(b) + ["--epochs=2", "--resume=True"]) == 0
+    assert_same_training_state(ckpt(a, run=RUN0), ckpt(b, run=RUN0))
+    checked = {variant: set(training_settings(SimpleNamespace(uncertainty=u, intrinsic=i)))
+               for variant, (u, i) in VARIANTS.items()}
+    assert checked["both"] == set(TRAINING)
+    assert set(TRAINING) - checked["original"] == {"lambda_uncertainty", "lambda_intrinsic",
+                                                   "uncertainty_routing"}
+    assert set(TRAINING) - checked["intrinsic"] == {"lambda_uncertainty", "uncertainty_routing"}
+    assert set(TRAINING) - checked["uncertainty"] == {"lambda_intrinsic"}
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
