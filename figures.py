@@ -231,7 +231,8 @@ def plot_recipes(recipes, title, path, floor=95):
 
     recipes: {label: [{"valid_acc": [...], "lr": [...]} of each seed]} (report.training_curves)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    # the legend goes under the axes, a line per recipe: the curves meet at the top right
+    fig, ax = plt.subplots(figsize=(8, 4.5 + 0.17 * len(recipes)))
     top = floor
     for (label, seeds), color in zip(recipes.items(), plt.get_cmap("tab10").colors):
         n = min(len(s["valid_acc"]) for s in seeds)
@@ -250,5 +251,5 @@ def plot_recipes(recipes, title, path, floor=95):
     ax.set_ylabel("validation accuracy (%), N = T, M = 1")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7)
     return _save(fig, path)

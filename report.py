@@ -125,20 +125,29 @@ def make_figures(results_dir, logs_dir, plots_dir, gifs=True, lambda_cells=None)
 RECIPE_EPOCHS = 100
 
 
+def _trains_as_original(run):
+    """Whether a run's RAM trains as original RAM: original RAM, or RAM + uncertainty with
+    lambda_1 = 0 (the error network is fitted, and gives RAM no gradient)."""
+    return run["variant"] == "original" or (run["variant"] == "uncertainty"
+                                            and run["lambda_uncertainty"] == 0)
+
+
 def _recipe_figures(curves, plots_dir):
-    """recipes_<dataset>.png from report.training_curves: each long enough recipe, labelled
-    by its variant, its loss weights and its recipe's tags."""
+    """recipes_<dataset>.png from report.training_curves: each long enough recipe of original
+    RAM (the other variants' curves stay in the recipe table), labelled by its variant, its
+    loss weights and its recipe's tags."""
     by_dataset = {}
     for key, seeds in tables.recipes(curves).items():
-        if min(len(curve["valid_acc"]) for _, curve in seeds) < RECIPE_EPOCHS:
-            continue
         run = parse_run_name(f"{key}_seed1")
+        if (min(len(curve["valid_acc"]) for _, curve in seeds) < RECIPE_EPOCHS
+                or not _trains_as_original(run)):
+            continue
         weights = "".join(f", {symbol} = {run[setting]:g}" for setting, symbol in (
             ("lambda_uncertainty", "lambda_1"), ("lambda_intrinsic", "lambda_2"))
             if run[setting] is not None)
         label = f"{LABELS[run['variant']]}{weights}: {run['recipe'] or 'paper recipe'}"
         by_dataset.setdefault(run["dataset"], {})[label] = [curve for _, curve in seeds]
-    return [plot_recipes(recipes, f"Validation accuracy of the recipes on "
+    return [plot_recipes(recipes, f"Validation accuracy of original RAM's recipes on "
                          f"{DATASET_TITLES.get(dataset, dataset)} (triangles: the first lr cut)",
                          os.path.join(plots_dir, f"recipes_{dataset}.png"))
             for dataset, recipes in sorted(by_dataset.items())]

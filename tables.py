@@ -496,8 +496,8 @@ RECIPE_COLUMNS = {"paper recipe, ours": ("paper", "ours", 1),
 def paper_vs_strong(paper_runs, strong_runs, dataset, recipe="the strong recipe"):
     """The same claims on models of the paper's recipe (paper_runs) and of a stronger one
     (strong_runs), named `recipe` in the captions, both lists of results files: accuracy
-    after N = 1, T, 30 and 50 glimpses under our protocol (best checkpoint, M = 1) and the
-    author's (M = 10); then each dynamic sweep (spec rule under ours, released under the
+    after N = 1, 2, 3 (what a rule that stops early answers with), T, 30 and 50 glimpses
+    under our protocol (best checkpoint, M = 1) and the author's (M = 10); then each dynamic sweep (spec rule under ours, released under the
     author's); then the PAIRED differences of the strong runs. Nothing where the strong
     recipe has no run of `dataset`."""
     # "paper" and "strong", the recipes of RECIPE_COLUMNS
@@ -510,7 +510,7 @@ def paper_vs_strong(paper_runs, strong_runs, dataset, recipe="the strong recipe"
                for name, (kind, protocol, M) in RECIPE_COLUMNS.items()}
     rows = [[LABELS[v], f"N = {n}", *(spread_cell(spread([at(r, n) for r in c.get(v, {}).values()]))
                                       for c in columns.values())]
-            for v in VARIANTS for n in (1, T, 30, 50)
+            for v in VARIANTS for n in sorted({1, 2, 3, T, 30, 50})
             if any(v in c for c in columns.values())]
     lines = _section(
         f"Paper recipe against {recipe} on {DATASET_TITLES[dataset]}: accuracy (%) "

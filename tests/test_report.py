@@ -211,14 +211,17 @@ def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_p
 
 
 def test_recipe_figure_draws_the_recipes_every_seed_trained_long_enough(tmp_path, monkeypatch):
-    """recipes_<dataset>.png from results/training_curves.json: a recipe whose every seed has
+    """recipes_<dataset>.png from results/training_curves.json: a recipe of original RAM (or
+    of RAM + uncertainty with lambda_1 = 0, which trains as it) whose every seed has
     RECIPE_EPOCHS epochs, labelled by variant, loss weights and recipe tags; a recipe with one
-    short seed is left to the table; the file is written."""
+    short seed, and the other variants, are left to the table; the file is written."""
     long, short = [0.9] * report.RECIPE_EPOCHS, [0.9] * (report.RECIPE_EPOCHS - 1)
     curve = lambda accs: {"valid_acc": accs, "lr": [3e-4] * (len(accs) - 2) + [3e-5] * 2}
     curves = {"mnist_ram_6_8x8_s2_k1_original_b128_seed1": curve(long),
               "mnist_ram_6_8x8_s2_k1_original_b128_seed2": curve(long + [0.95]),
               "mnist_ram_6_8x8_s2_k1_uncertainty_lu0_seed1": curve(long),
+              "mnist_ram_6_8x8_s2_k1_uncertainty_b128_seed1": curve(long),
+              "mnist_ram_6_8x8_s2_k1_both_b128_seed1": curve(long),
               "mnist_ram_6_8x8_s2_k1_original_std0.05_seed1": curve(long),
               "mnist_ram_6_8x8_s2_k1_original_std0.05_seed2": curve(short)}
     (tmp_path / "training_curves.json").write_text(json.dumps(curves))
@@ -353,7 +356,7 @@ def test_lambda_map_cells_pool_each_cells_seeds_and_keep_the_first_epoch(tmp_pat
 
 def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkeypatch):
     """The strong study (results/strong) against the grid, variant by variant: accuracy at
-    N = 1, T, 30, 50 under each protocol, the dynamic sweeps (spec rule under ours, released
+    N = 1, 2, 3, T, 30, 50 under each protocol, the dynamic sweeps (spec rule under ours, released
     under the author's), the strong runs' paired differences; its figure glimpses_<dataset>_
     strong.png; nothing for a dataset without strong runs."""
     point = lambda g, a: [{"exploration_rate": 0.1, "mean_glimpses": g, "accuracy": a}]
@@ -371,6 +374,8 @@ def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkey
            "(2 seeds) |" in lines
     assert "| RAM | N = 6 | - | 98.0 +- 0.0 [98.0, 98.0] (2 seeds) | - | 98.0 +- 0.0 [98.0, " \
            "98.0] (2 seeds) |" in lines
+    assert [line.split(" | ")[1] for line in lines if line.startswith("| RAM + both | N = ")] \
+        == ["N = 1", "N = 2", "N = 3", "N = 6", "N = 30", "N = 50"]
     assert ("| RAM + both | 0.1 | 2.00 +- 0.00 [2.00, 2.00] glimpses, 90.0 +- 0.0 [90.0, 90.0] "
             "(2 seeds) | 4.00 +- 0.71 [3.50, 4.50] glimpses, 97.0 +- 0.0 [97.0, 97.0] (2 seeds) "
             "| 3.00 +- 0.00 [3.00, 3.00] glimpses, 80.0 +- 0.0 [80.0, 80.0] (2 seeds) | 4.00 +- "
