@@ -497,9 +497,9 @@ def paper_vs_strong(paper_runs, strong_runs, dataset, recipe="the strong recipe"
     """The same claims on models of the paper's recipe (paper_runs) and of a stronger one
     (strong_runs), named `recipe` in the captions, both lists of results files: accuracy
     after N = 1, 2, 3 (what a rule that stops early answers with), T, 30 and 50 glimpses
-    under our protocol (best checkpoint, M = 1) and the author's (M = 10); then each dynamic sweep (spec rule under ours, released under the
-    author's); then the PAIRED differences of the strong runs. Nothing where the strong
-    recipe has no run of `dataset`."""
+    under our protocol (best checkpoint, M = 1) and the author's (M = 10); then each dynamic
+    sweep (spec rule under ours, released under the author's); then the PAIRED differences of
+    the strong runs. Nothing where the strong recipe has no run of `dataset`."""
     # "paper" and "strong", the recipes of RECIPE_COLUMNS
     runs = {kind: [r for r in rs if r["dataset"] == dataset]
             for kind, rs in (("paper", paper_runs), ("strong", strong_runs))}
