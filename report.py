@@ -44,6 +44,10 @@ OTHERWISE = {"fit only (lambda_1 = 0)": "fit_only",
 # (sweeps/strong.json, the four variants), and before the screen chose tanh for it, the same
 # recipe with the released code's clamp on mu_t (original RAM, 5 seeds).
 STRONG = {"strong": "the strong recipe", "strong_clamp": "the strong recipe (clamp on mu_t)"}
+# Original RAM of the strong recipe trained on to more epochs (sweeps/strong_longer.json):
+# its runs have the strong study's names, so its results live apart, and its checkpoints are
+# not exported (they would take the strong study's file names in pretrained/).
+LONGER = "strong_longer"
 # The datasets whose runs ship only their best checkpoint: with the latest ones of 40
 # cluttered runs, pretrained/ would outgrow its 150 MB.
 BEST_ONLY = ("cluttered", "cluttered100")
@@ -309,8 +313,22 @@ def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):
         strong = read_results(os.path.join(results_dir, folder))
         studies += [line for dataset in sorted({r["dataset"] for r in strong})
                     for line in tables.paper_vs_strong(grid, strong, dataset, recipe)]
+    studies += _longer_training(read_results(os.path.join(results_dir, "strong")),
+                                read_results(os.path.join(results_dir, LONGER)))
     return text + tables.recipe_table(curves or {}) + "\n".join(
         [""] + studies + tables.lambda_map(lambda_cells or {}))
+
+
+def _longer_training(strong, longer):
+    """tables.past_T_studies of original RAM in the strong study and in LONGER, each row
+    named by its number of epochs, for each dataset LONGER has runs of."""
+    epochs = lambda runs: runs[0]["config"]["epochs"]
+    lines = []
+    for dataset in sorted({r["dataset"] for r in longer}):
+        studies = [[r for r in runs if r["dataset"] == dataset] for runs in (strong, longer)]
+        lines += tables.past_T_studies([(f"{STRONG['strong']}, {epochs(runs)} epochs", runs)
+                                        for runs in studies if runs], dataset)
+    return lines
 
 
 def _summary(made, path, compact=False):

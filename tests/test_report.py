@@ -135,9 +135,9 @@ def test_original_ram_past_T_has_a_row_per_study_that_measured_it():
     other = [_result("both", 2, "ours", 1, 0.1, 0.97)]
     rows = tables.past_T_studies([("grid", grid), ("other", other), ("second", second)],
                                   "mnist")[4:]
-    assert rows == ["| grid | 1, 2 | 98.0 +- 0.0 [98.0, 98.0] | 98.0 +- 0.0 [98.0, 98.0] "
+    assert rows == ["| grid | 1, 2 | 3, 3 | 98.0 +- 0.0 [98.0, 98.0] | 98.0 +- 0.0 [98.0, 98.0] "
                     "| 25.0 +- 7.1 [20.0, 30.0] | 10.0 | 90.0 |",
-                    "| second | 6 | 98.0 | 98.0 | 5.0 | - | - |", ""]
+                    "| second | 6 | 3 | 98.0 | 98.0 | 5.0 | - | - |", ""]
     assert tables.past_T_studies([("grid", grid), ("other", other)], "mnist") == []
 
 
@@ -160,10 +160,29 @@ def test_the_tables_of_a_dataset_hold_only_that_datasets_runs(tmp_path):
     past_T = [i for i, line in enumerate(lines) if line.startswith("Original RAM past T")]
     assert len(past_T) == 1 and "MNIST" in lines[past_T[0]]
     assert lines[past_T[0] + 4:past_T[0] + 6] == [
-        "| the grid, trained as groups | 1 | 98.0 | 98.0 | 20.0 | - | - |",
-        "| one process per run, before groups | 1 | 98.0 | 98.0 | 10.0 | - | - |"]
+        "| the grid, trained as groups | 1 | 3 | 98.0 | 98.0 | 20.0 | - | - |",
+        "| one process per run, before groups | 1 | 3 | 98.0 | 98.0 | 10.0 | - | - |"]
     vs_single = [line for line in lines if line.startswith("100 epochs trained in groups")]
     assert len(vs_single) == 1 and "translated" not in vs_single[0].lower()
+
+
+def test_original_ram_trained_longer_sits_under_the_strong_study(tmp_path):
+    """results/strong_longer (the same run names, more epochs) gets a past-T table beside the
+    strong study's original RAM, a row each, named by their epochs; none without it."""
+    for seed, (n50, later) in enumerate(((0.2, 0.4), (0.3, 0.5)), 1):
+        r = _result("original", seed, "ours", 1, 0.1, n50)
+        _write(tmp_path / "strong", dict(r, config=dict(r["config"], epochs=200)))
+        _write(tmp_path / report.LONGER, dict(r, epoch=250, config=dict(r["config"], epochs=300),
+                                              curve={"N": list(range(1, 51)),
+                                                     "accuracy": [0.1] + [0.99] * 48 + [later]}))
+    lines = report.results_markdown(str(tmp_path), {}).splitlines()
+    assert "| the strong recipe, 200 epochs | 1, 2 | 3, 3 | 98.0 +- 0.0 [98.0, 98.0] | 98.0 +- " \
+           "0.0 [98.0, 98.0] | 25.0 +- 7.1 [20.0, 30.0] | - | - |" in lines
+    assert "| the strong recipe, 300 epochs | 1, 2 | 250, 250 | 99.0 +- 0.0 [99.0, 99.0] | " \
+           "99.0 +- 0.0 [99.0, 99.0] | 45.0 +- 7.1 [40.0, 50.0] | - | - |" in lines
+    (tmp_path / report.LONGER).rename(tmp_path / "elsewhere")
+    assert not any("300 epochs" in line
+                   for line in report.results_markdown(str(tmp_path), {}).splitlines())
 
 
 def test_the_authors_number_is_placed_against_our_seed_range():
