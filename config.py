@@ -246,16 +246,14 @@ TRAINING = ARCHITECTURE + ("num_glimpses", "std", "reinforce_weight", "uncertain
                            "lambda_intrinsic", "batch_size", "init_lr",
                            "lr_schedule", "lr_patience", "train_patience", "valid_size",
                            "subset", "shuffle", "random_seed")
-# The settings of a term the variant does not have: they change nothing in its training.
-TERM_SETTINGS = {"uncertainty": ("lambda_uncertainty", "uncertainty_routing"),
-                 "intrinsic": ("lambda_intrinsic",)}
-
-
 def training_settings(cfg):
     """The TRAINING settings a checkpoint must share with cfg to be trained further: all but
-    those of a term cfg's variant leaves out (original RAM resumes whatever lambda_1 it was
-    started with, as its run name does not hold lambda_1 either)."""
-    idle = {key for flag, keys in TERM_SETTINGS.items() if not getattr(cfg, flag) for key in keys}
+    those of a term cfg's variant leaves out, which change nothing in its training (original
+    RAM resumes whatever lambda_1 it was started with, as its run name, NAMED_WEIGHTS, does not
+    hold lambda_1 either)."""
+    idle = {key for key, (_, flag) in NAMED_WEIGHTS.items() if not getattr(cfg, flag)}
+    if not cfg.uncertainty:
+        idle.add("uncertainty_routing")  # where L_unc's gradient goes, without an L_unc
     return tuple(key for key in TRAINING if key not in idle)
 
 

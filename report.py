@@ -308,13 +308,12 @@ def results_markdown(results_dir, first_epoch, curves=None, lambda_cells=None):
                            read_results(os.path.join(results_dir, SECOND_GROUP)),
                            {name: read_results(os.path.join(results_dir, folder))
                             for name, folder in OTHERWISE.items()})
-    studies = []
+    studies, strong = [], {}
     for folder, recipe in STRONG.items():
-        strong = read_results(os.path.join(results_dir, folder))
-        studies += [line for dataset in sorted({r["dataset"] for r in strong})
-                    for line in tables.paper_vs_strong(grid, strong, dataset, recipe)]
-    studies += _longer_training(read_results(os.path.join(results_dir, "strong")),
-                                read_results(os.path.join(results_dir, LONGER)))
+        strong[folder] = read_results(os.path.join(results_dir, folder))
+        studies += [line for dataset in sorted({r["dataset"] for r in strong[folder]})
+                    for line in tables.paper_vs_strong(grid, strong[folder], dataset, recipe)]
+    studies += _longer_training(strong["strong"], read_results(os.path.join(results_dir, LONGER)))
     return text + tables.recipe_table(curves or {}) + "\n".join(
         [""] + studies + tables.lambda_map(lambda_cells or {}))
 

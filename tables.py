@@ -317,8 +317,8 @@ def past_T_studies(studies, dataset):
                     "and the author's (M = 10; the last checkpoint, the single runs' best: "
                     "they kept no other), mean +- standard deviation [lowest, highest] over "
                     "seeds.",
-                    ["study", "seeds", "epochs of the best", "N = 6, ours", "N = 30, ours", "N = 50, ours",
-                     "N = 1, author's", "N = 50, author's"], rows)
+                    ["study", "seeds", "epochs of the best", "N = 6, ours", "N = 30, ours",
+                     "N = 50, ours", "N = 1, author's", "N = 50, author's"], rows)
 
 
 def run_table(results, dataset, protocol):
