@@ -210,7 +210,8 @@ def main():
     images, labels = load_mnist("./data", train=False)
     print(f"{'evaluation, 10,000 test images':34s} {'curve s':>9s} {'sweep s':>9s}")
     for dataset in ("mnist", "translated"):
-        x = translate(images, torch.Generator().manual_seed(0)) if dataset == "translated" else images
+        x = (translate(images, torch.Generator().manual_seed(0)) if dataset == "translated"
+             else images)
         r = bench_evaluation(settings(dataset, "both")[0], device, x, labels, a.repeats, sync)
         report["evaluation"][dataset] = r
         print(f"  {dataset + ' N = 1..50':32s} {r['curve_1_to_50_s']:9.2f} "

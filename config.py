@@ -3,8 +3,8 @@
 Edit a default here or override it: `python main.py --uncertainty=True --num_glimpses=8`.
 Booleans take `--flag=True` / `--flag=False`. The flags of GROUPED take comma-separated lists,
 and then name a group of runs, every combination of their values, that trains in one process:
-`--random_seed=1,2,3 --intrinsic=False,True` is six runs. Settings whose default depends on the dataset
-(docs/method.md, "Training schedule and defaults") are `None` here and filled in by
+`--random_seed=1,2,3 --intrinsic=False,True` is six runs. Settings whose default depends on
+the dataset (docs/method.md, "Training schedule and defaults") are `None` here and filled in by
 `get_config` unless given on the command line.
 
 Also the one definition of the four variants, of a run's name and its inverse, and of the
@@ -433,7 +433,8 @@ def check_config(cfg):
     # images: each needs two, or none (no validation).
     n = cfg.subset or 60000
     parts = (n - math.floor(cfg.valid_size * n), math.floor(cfg.valid_size * n))
-    largest = cfg.patch_size * cfg.glimpse_scale ** (cfg.num_patches - 1) if cfg.num_patches >= 1 else 0
+    largest = (cfg.patch_size * cfg.glimpse_scale ** (cfg.num_patches - 1)
+               if cfg.num_patches >= 1 else 0)
     rules = [
         (cfg.std > 0, f"--std must be positive, got {cfg.std}"),
         (cfg.reinforce_weight >= 0, f"--reinforce_weight must not be negative, got "
@@ -461,14 +462,17 @@ def check_config(cfg):
         (0 <= cfg.valid_size < 1, f"--valid_size must be in [0, 1), got {cfg.valid_size}"),
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (min(cfg.M) >= 1, f"--M must be at least 1, got {cfg.M}"),
-        (cfg.lambda_uncertainty >= 0, f"--lambda_uncertainty must not be negative, got {cfg.lambda_uncertainty}"),
-        (cfg.lambda_intrinsic >= 0, f"--lambda_intrinsic must not be negative, got {cfg.lambda_intrinsic}"),
+        (cfg.lambda_uncertainty >= 0,
+         f"--lambda_uncertainty must not be negative, got {cfg.lambda_uncertainty}"),
+        (cfg.lambda_intrinsic >= 0,
+         f"--lambda_intrinsic must not be negative, got {cfg.lambda_intrinsic}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
         (cfg.init_lr > 0, f"--init_lr must be positive, got {cfg.init_lr}"),
         (cfg.num_workers >= 0, f"--num_workers must not be negative, got {cfg.num_workers}"),
         (0 <= cfg.subset <= 60000, f"--subset must be in [0, 60000], got {cfg.subset}"),
         (cfg.plot_freq >= 0, f"--plot_freq must not be negative, got {cfg.plot_freq}"),
-        (all(e >= 0 for e in cfg.exploration_rate), f"--exploration_rate must not be negative, got {cfg.exploration_rate}"),
+        (all(e >= 0 for e in cfg.exploration_rate),
+         f"--exploration_rate must not be negative, got {cfg.exploration_rate}"),
         (cfg.num_test >= 0, f"--num_test must not be negative, got {cfg.num_test}"),
         (cfg.checkpoint is None or not cfg.is_train,
          "--checkpoint names a checkpoint to test: pass --is_train=False with it "

@@ -10,8 +10,12 @@ from trainer import Trainer
 def test_the_benchmark_times_the_trainers_step_on_every_dataset(monkeypatch):
     monkeypatch.chdir(ROOT)  # benchmark.py reads ./data
     shapes, real = [], Trainer.step
-    monkeypatch.setattr(Trainer, "step",
-                        lambda self, x, y, lr: shapes.append(tuple(x.shape)) or real(self, x, y, lr))
+
+    def recording_step(self, x, y, lr):
+        shapes.append(tuple(x.shape))
+        return real(self, x, y, lr)
+
+    monkeypatch.setattr(Trainer, "step", recording_step)
     for dataset, side in (("mnist", 28), ("translated", 60), ("cluttered", 60),
                           ("cluttered100", 100)):
         r = benchmark.bench_training(benchmark.settings(dataset, "both", runs=2), "cpu", 8, 1,

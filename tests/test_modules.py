@@ -119,8 +119,8 @@ class TestLocationNetwork:
         # mu is clamped to the edge: l_t = clamp(edge + noise) is the edge or inside it
         edge = math.copysign(1.0, bias)
         mu = torch.full_like(l_t, edge)
-        torch.testing.assert_close(log_pi, torch.distributions.Normal(mu, 0.1).log_prob(l_t).sum(-1),
-                                   rtol=1e-5, atol=1e-4)
+        expected = torch.distributions.Normal(mu, 0.1).log_prob(l_t).sum(-1)
+        torch.testing.assert_close(log_pi, expected, rtol=1e-5, atol=1e-4)
         # about half of the samples fall outside and are clipped to the edge exactly
         frac_on_edge = (l_t == edge).float().mean().item()
         assert 0.3 < frac_on_edge < 0.7

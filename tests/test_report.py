@@ -399,8 +399,8 @@ def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkey
             "(2 seeds) | 4.00 +- 0.71 [3.50, 4.50] glimpses, 97.0 +- 0.0 [97.0, 97.0] (2 seeds) "
             "| 3.00 +- 0.00 [3.00, 3.00] glimpses, 80.0 +- 0.0 [80.0, 80.0] (2 seeds) | 4.00 +- "
             "0.00 [4.00, 4.00] glimpses, 99.0 +- 0.0 [99.0, 99.0] (2 seeds) |") in lines
-    assert ("The strong recipe: RAM + both minus RAM at N = 50 (our protocol), seed by seed: seed 1: "
-            "+46.0, seed 2: +47.0 points; 46.5 +- 0.7 [46.0, 47.0] (2 seeds).") in lines
+    assert ("The strong recipe: RAM + both minus RAM at N = 50 (our protocol), seed by seed: "
+            "seed 1: +46.0, seed 2: +47.0 points; 46.5 +- 0.7 [46.0, 47.0] (2 seeds).") in lines
     assert tables.paper_vs_strong(report.read_results(str(tmp_path)),
                                   report.read_results(str(tmp_path / "strong")),
                                   "translated") == []

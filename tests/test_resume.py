@@ -221,7 +221,8 @@ def test_an_interruption_survives_pickling():
     and the signal survive."""
     import pickle
     e = pickle.loads(pickle.dumps(trainer_module.Interrupted("stopped; resume", 15)))
-    assert isinstance(e, trainer_module.Interrupted) and (str(e), e.signum) == ("stopped; resume", 15)
+    assert isinstance(e, trainer_module.Interrupted)
+    assert (str(e), e.signum) == ("stopped; resume", 15)
 
 
 def test_logs_are_read_off_the_device_in_batches_and_train_the_same(tmp_path, monkeypatch):
