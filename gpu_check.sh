@@ -10,9 +10,12 @@
 #
 #   bash gpu_check.sh                 all three
 #   STEPS="tests bench" bash gpu_check.sh   some of them (tests, bench, train)
+#   PYTHON=/path/to/python bash gpu_check.sh  another interpreter than .venv's or python3
+# On a machine whose image brings its own torch (not the pinned one), it runs with that torch;
+# benchmark_cuda.json and the log record which version it was.
 set -uo pipefail
 cd "$(dirname "$0")"
-PY=${PYTHON:-python}
+PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
 OUT=${OUT:-runs/gpu_check}
 STEPS=${STEPS:-tests bench train}
