@@ -88,7 +88,7 @@ def bench_training(cfgs, device, batch, repeats, sync):
     R, dataset = len(cfgs), cfgs[0].dataset
     x = torch.randn(R, batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (R, batch), device=device)
-    lr = [cfg.init_lr for cfg in cfgs]
+    lr = torch.tensor([cfg.init_lr for cfg in cfgs], device=device)  # as the epoch loop has it
     gen = torch.Generator().manual_seed(0)
     if dataset in CLUTTERED:  # each batch painted afresh, as the training loader does
         images = load_mnist_bytes("./data", train=True)[0]

@@ -420,9 +420,10 @@ class Trainer:
         then Adam with each run's learning rate (0: the run does not move), skipped for a run
         whose loss is not finite. Nothing is read off the device.
 
-        x (R, B, C, H, W), y (R, B). Returns the locations (R, T + 1, B, 2) and the numbers
-        to log (R, 1 + terms), on the device: correct predictions, then each term
-        (self.log_names)."""
+        x (R, B, C, H, W), y (R, B), lr (R,): each run's learning rate, a tensor on the device
+        (a list works, at the cost of a copy to the device that waits for it). Returns the
+        locations (R, T + 1, B, 2) and the numbers to log (R, 1 + terms), on the device:
+        correct predictions, then each term (self.log_names)."""
         full = y.shape[1] == self.cfg.batch_size
         forward_loss = self.forward_loss if full else self._forward_loss
         locations, terms, reward = forward_loss(x, y, self.draw_noise(y.shape[1]))
@@ -519,7 +520,10 @@ class Trainer:
         iteration: the paper's convergence figure plots them over the first epoch."""
         self.model.train()
         runs = self.runs
-        lr = [run.schedule.lr if run.active else 0.0 for run in runs]
+        # Each run's learning rate, copied to the device once an epoch: a copy of a Python list
+        # to the device waits for the device to finish, which a copy every step would.
+        lr = torch.tensor([run.schedule.lr if run.active else 0.0 for run in runs],
+                          device=self.device)
         lead = next(run for run in runs if run.active)  # where the training runs stand
         loaders = [run.train_loader for run in runs]
         bar = tqdm(total=len(loaders[0]), initial=lead.state.batch, desc=f"epoch {epoch + 1}",
@@ -552,13 +556,15 @@ class Trainer:
         """Each run's mean loss (all terms of its objective) and accuracy after T glimpses
         on its own loader: a list of (loss, accuracy), one per run."""
         self.model.eval()
-        sums, seen = torch.zeros(2, len(self.runs), dtype=torch.float64), 0
+        # summed on the device and read once, after the last batch
+        sums = torch.zeros(2, len(self.runs), dtype=torch.float64, device=self.device)
+        seen = 0
         for batches in zip(*loaders):
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
             _, terms, reward = self._forward_loss(x, y, self.draw_noise(y.shape[1]))
             loss = sum(terms.values())  # a run without a term has it weighted 0
-            sums += torch.stack([loss * y.shape[1], reward.sum(dim=1)]).double().cpu()
+            sums += torch.stack([loss * y.shape[1], reward.sum(dim=1)]).double()
             seen += y.shape[1]
         return [(loss / seen, correct / seen) for loss, correct in sums.T.tolist()]
 
