@@ -12,9 +12,12 @@ Measures, as the median of several repeats after a warm-up:
 - the retina: the vectorised one against a per-sample slicing loop, in the same run;
 - sweeps (--sweep=1): the wall time of the README's quick grid with sweep.py, and of
   `bash test_script.sh --quick`, each from a fresh start of Ray.
+The compiled rows come last, and --budget_s stops starting them after a time (on a lent GPU
+every minute counts); the JSON is written after every row, so a run cut short keeps its rows.
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -154,6 +157,27 @@ def bench_sweeps():
     return result
 
 
+def time_groups(rows, device, batch, repeats, sync, deadline, report, save):
+    """Times the training step of each row (dataset, mode, K) into report["groups"], calling
+    save() after each; a compiled row not started by `deadline` (time.perf_counter()) goes to
+    report["skipped"] instead."""
+    print(f"{f'training, batch {batch}, both terms':34s} {'runs K':>6s} {'ms/step':>9s} "
+          f"{'ms/run-step':>12s} {'run-steps/s':>12s}")
+    for dataset, mode, K in rows:
+        if mode != "eager" and time.perf_counter() > deadline:
+            report["skipped"].append({"dataset": dataset, "K": K, "mode": mode})
+            continue
+        r = bench_training(settings(dataset, "both", mode, runs=K, batch=batch), device, batch,
+                           repeats, sync)
+        report["groups"].append({"dataset": dataset, "K": K, "compile": mode != "eager",
+                                 "mode": mode, "ms_per_run_step": r["ms_per_run_step"],
+                                 "run_steps_per_s": r["run_steps_per_s"],
+                                 "first_step_s": r["first_step_s"]})
+        print(f"  {dataset + ' ' + mode:32s} {K:6d} {r['ms_per_batch']:9.2f} "
+              f"{r['ms_per_run_step']:12.2f} {r['run_steps_per_s']:12.1f}", flush=True)
+        save()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -164,6 +188,11 @@ def main():
                         "compilation per setting)")
     p.add_argument("--groups", default=None,
                    help="the group sizes K to time (default 1,4,8,16; and 32,64 on CUDA)")
+    p.add_argument("--compile_groups", default=None,
+                   help="the group sizes K to time compiled (default: those of --groups)")
+    p.add_argument("--budget_s", type=float, default=0,
+                   help="no compiled row starts after this many seconds (0: no limit); the "
+                        "rows left out are listed under 'skipped'")
     p.add_argument("--batch", type=int, default=32,
                    help="images per run in the group rows (the paper's 32; 128 for the "
                         "strong recipe's)")
@@ -171,41 +200,42 @@ def main():
                    help="also time the quick grid with sweep.py and test_script.sh --quick "
                         "(a few minutes)")
     a = p.parse_args()
+    start = time.perf_counter()
     device = torch.device(a.device)
     a.groups = a.groups or ("1,4,8,16,32,64" if device.type == "cuda" else "1,4,8,16")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out = a.out or f"benchmark_{device.type}.json"
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "batch": a.batch,
-              "training": {}, "evaluation": {}}
+              "training": {}, "evaluation": {}, "groups": [], "skipped": []}
+
+    def save():  # after every measurement: a run stopped part-way keeps what it measured
+        with open(out, "w") as f:
+            json.dump(report, f, indent=1)
 
     print(f"device {report['device']}, {report['threads']} CPU threads, torch {torch.__version__}")
-    print(f"{f'training, batch {a.batch}, both terms':34s} {'runs K':>6s} {'ms/step':>9s} "
-          f"{'ms/run-step':>12s} {'run-steps/s':>12s}")
-    report["groups"] = []
     sizes = [int(k) for k in a.groups.split(",")]
-    # compiled with CUDA graphs (reduce-overhead) only where there are CUDA graphs
-    modes = ["eager"] + (["default"] if a.compile else []) + (
-        ["reduce-overhead"] if a.compile and device.type == "cuda" else [])
-    # The cluttered datasets: one run and a group of 16, their canvases painted every step.
-    rows = [(d, m, K) for d in ("mnist", "translated") for m in modes for K in sizes]
-    rows += [(d, m, K) for d in CLUTTERED for m in modes for K in (1, 16)]
-    for dataset, mode, K in rows:
-        r = bench_training(settings(dataset, "both", mode, runs=K, batch=a.batch), device,
-                           a.batch, a.repeats, sync)
-        report["groups"].append({"dataset": dataset, "K": K, "compile": mode != "eager",
-                                 "mode": mode, "ms_per_run_step": r["ms_per_run_step"],
-                                 "run_steps_per_s": r["run_steps_per_s"]})
-        print(f"  {dataset + ' ' + mode:32s} {K:6d} "
-              f"{r['ms_per_batch']:9.2f} {r['ms_per_run_step']:12.2f} "
-              f"{r['run_steps_per_s']:12.1f}", flush=True)
+    compiled = [int(k) for k in (a.compile_groups or a.groups).split(",")]
+    # Compiled rows last (about a minute of compilation each), the fastest mode's first: with
+    # CUDA graphs (reduce-overhead) where there are CUDA graphs. The cluttered datasets: one
+    # run and a group of 16, their canvases painted every step.
+    modes = (["reduce-overhead"] if a.compile and device.type == "cuda" else []) + (
+        ["default"] if a.compile else [])
+    rows = [(d, "eager", K) for d in ("mnist", "translated") for K in sizes]
+    rows += [(d, "eager", K) for d in CLUTTERED for K in (1, 16)]
+    rows += [(d, m, K) for m in modes for d in ("mnist", "translated") for K in compiled]
+    rows += [(d, m, K) for m in modes for d in CLUTTERED for K in (1, 16)]
+
+    print(f"{'training, one run of original RAM':34s} {'runs K':>6s} {'ms/step':>9s}")
     for dataset in ("mnist", "translated"):
         r = bench_training(settings(dataset, "original"), device, 32, a.repeats, sync)
         report["training"][f"{dataset}/original"] = r
-        print(f"  {dataset + ' original RAM, one run':32s} {1:6d} {r['ms_per_batch']:9.2f}")
+        print(f"  {dataset + ' original RAM':32s} {1:6d} {r['ms_per_batch']:9.2f}")
     if device.type == "cuda":
         r = bench_training(settings("mnist", "both"), device, 1024, a.repeats, sync)
         report["training"]["mnist/both/batch1024"] = r
         print(f"  {'mnist both, one run, batch 1024':32s} {1:6d} {r['ms_per_batch']:9.2f}")
+    save()
 
     images, labels = load_mnist("./data", train=False)
     print(f"{'evaluation, 10,000 test images':34s} {'curve s':>9s} {'sweep s':>9s}")
@@ -227,13 +257,18 @@ def main():
                         "speedup": t_ref / t_vec}
     print(f"retina (batch 32, 60x60, k=3): vectorised {1000 * t_vec:.3f} ms, per-sample loop "
           f"{1000 * t_ref:.2f} ms, x{t_ref / t_vec:.0f}")
+    save()
+
+    deadline = start + a.budget_s if a.budget_s else math.inf
+    time_groups(rows, device, a.batch, a.repeats, sync, deadline, report, save)
+    if report["skipped"]:
+        print(f"[!] over the budget of {a.budget_s:.0f} s: {len(report['skipped'])} compiled "
+              f"rows not timed (listed under 'skipped')")
     if a.sweep:
         report["sweep"] = bench_sweeps()
         print(f"sweeps: {report['sweep']['quick_grid']}: {report['sweep']['quick_grid_s']:.0f} "
               f"s; bash test_script.sh --quick: {report['sweep']['test_script_quick_s']:.0f} s")
-    out = a.out or f"benchmark_{device.type}.json"
-    with open(out, "w") as f:
-        json.dump(report, f, indent=1)
+    save()
     print(f"[*] wrote {out}")
 
 

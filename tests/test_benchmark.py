@@ -35,3 +35,18 @@ def test_benchmark_settings_carry_the_batch_size():
     assert [c.batch_size for c in benchmark.settings("translated", "both", runs=2)] == [32, 32]
     assert [c.batch_size for c in benchmark.settings("translated", "both", runs=2,
                                                      batch=128)] == [128, 128]
+
+
+def test_compiled_rows_past_the_deadline_are_listed_not_timed(monkeypatch):
+    """--budget_s: an eager row is always timed; a compiled one not started by the deadline
+    is listed under 'skipped'; the report is saved after every timed row."""
+    monkeypatch.chdir(ROOT)
+    report, saves = {"groups": [], "skipped": []}, []
+    rows = [("mnist", "eager", 1), ("mnist", "default", 2), ("translated", "eager", 1)]
+    benchmark.time_groups(rows, "cpu", 4, 1, lambda: None, 0.0, report,
+                          lambda: saves.append(len(report["groups"])))
+    assert [(g["dataset"], g["mode"], g["K"]) for g in report["groups"]] == [
+        ("mnist", "eager", 1), ("translated", "eager", 1)]
+    assert all(g["ms_per_run_step"] > 0 for g in report["groups"])
+    assert report["skipped"] == [{"dataset": "mnist", "K": 2, "mode": "default"}]
+    assert saves == [1, 2]
