@@ -3,7 +3,9 @@ in minibatches.
 
 The four IDX files live in `data_dir/MNIST/raw/` (torchvision's layout), gzipped or not; the
 repository ships the gzipped ones, so a fresh clone needs no network. Images are normalised
-once with MNIST's mean and std and kept as one tensor, so a batch is one indexing operation.
+with MNIST's mean and std batch by batch; the raw uint8 pixels are read once per process and
+shared by every run of a group (a float32 copy per run would cost 188 MB each), so a batch is
+one indexing operation.
 
 Translated MNIST (docs/method.md): the 28x28 digit is pasted at a uniform random top-left corner in
 [0, 32)^2 of a 60x60 canvas filled with the batch's minimum (the normalised background).
@@ -338,10 +340,10 @@ def get_train_valid_loaders(cfg, device):
     def seeds(part):
         return {s: seed_of(cfg.random_seed, f"{part}_{s}")
                 for s in ("order", "translation", "workers")}
+    images, labels = _mnist_bytes(cfg.data_dir, True, cfg.download)
+    n = cfg.subset or len(labels)
     if cfg.dataset in CLUTTERED:
         clutter = Clutter(IMAGE_SIZE[cfg.dataset], cfg.distractors)
-        images, labels = _mnist_bytes(cfg.data_dir, True, cfg.download)
-        n = cfg.subset or len(labels)
         held_out = int(np.floor(cfg.valid_size * n))
         valid_x, valid_y = fixed_canvases(cfg.data_dir, cfg.download, "valid", clutter, n,
                                           held_out)
@@ -351,8 +353,6 @@ def get_train_valid_loaders(cfg, device):
         valid = Loader(valid_x, valid_y, np.arange(held_out), cfg.batch_size, False,
                        seeds("valid"), **common)
         return train, valid
-    images, labels = load_mnist(cfg.data_dir, train=True, download=cfg.download)
-    n = cfg.subset or len(labels)
     order = np.random.RandomState(seed_of(cfg.random_seed, "split")).permutation(n)
     split = int(np.floor(cfg.valid_size * n))
     translated = cfg.dataset == "translated"

@@ -124,7 +124,7 @@ def fake_mnist(monkeypatch):
         images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28)
         return images, torch.arange(n) % 10
 
-    monkeypatch.setattr(data_loader, "load_mnist", fake_load)
+    monkeypatch.setattr(data_loader, "_mnist_bytes", fake_load)
     return calls
 
 
@@ -168,6 +168,23 @@ def test_train_order_reshuffled_every_epoch(fake_mnist):
     tr, _, train = _split(1, ["--subset=2000"])
     second = _indices(train)
     assert sorted(second) == sorted(tr) and second != tr
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "translated"])
+def test_runs_of_a_group_share_one_uint8_copy_of_the_images(dataset):
+    """Every run of a group indexes the same uint8 tensor (not a float copy of its own, 188 MB
+    a run), and its batches come out normalised: MNIST's background, digits above it."""
+    from conftest import group_settings
+    cfgs = group_settings(f"--dataset={dataset}", "--random_seed=1,2", f"--data_dir={DATA}")
+    loaders = [data_loader.get_train_valid_loaders(cfg, "cpu") for cfg in cfgs]
+    tensors = [loader.images for pair in loaders for loader in pair]
+    assert all(t.dtype == torch.uint8 for t in tensors)
+    assert len({t.data_ptr() for t in tensors}) == 1
+    x, _ = next(iter(loaders[1][0]))
+    assert x.dtype == torch.float32 and x.shape[-1] == (60 if dataset == "translated" else 28)
+    assert x.min().item() == pytest.approx(BACKGROUND, abs=1e-6)
+    assert x.max().item() == pytest.approx((1 - data_loader.MNIST_MEAN) / data_loader.MNIST_STD,
+                                           abs=1e-5)
 
 
 # ------------------------------------------------------------------------------ data files
