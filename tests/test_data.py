@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import data_loader
-from conftest import DATA, settings
+from conftest import DATA, group_settings, settings
 
 RAW_DIR = os.path.join(DATA, "MNIST", "raw")
 
@@ -174,7 +174,6 @@ def test_train_order_reshuffled_every_epoch(fake_mnist):
 def test_runs_of_a_group_share_one_uint8_copy_of_the_images(dataset):
     """Every run of a group indexes the same uint8 tensor (not a float copy of its own, 188 MB
     a run), and its batches come out normalised: MNIST's background, digits above it."""
-    from conftest import group_settings
     cfgs = group_settings(f"--dataset={dataset}", "--random_seed=1,2", f"--data_dir={DATA}")
     loaders = [data_loader.get_train_valid_loaders(cfg, "cpu") for cfg in cfgs]
     tensors = [loader.images for pair in loaders for loader in pair]
