@@ -26,12 +26,10 @@ import torch
 from config import ARCHITECTURE, TRAINING, adopt_settings, run_name, seed_of
 from data_loader import get_test_loader
 from model import load_pretrained
-from utils import in_repository, save_glimpse_trace, write_json
+from utils import in_repository, recorded_settings, save_glimpse_trace, write_json
 
 EVAL_BATCH = 1000  # images per evaluation batch of our protocol
 PROTOCOLS = ("ours", "author")
-# The settings that name a file or a folder: a results file records them by in_repository.
-PATH_SETTINGS = ("checkpoint", "data_dir", "ckpt_dir", "logs_dir", "results_dir")
 
 
 def test_batch_size(protocol, batch_size):
@@ -224,12 +222,6 @@ def test_checkpoint(cfg, device):
         print(f"[*] results written to {out}")
     save_test_glimpses(pretrained.model, loader, cfg, trace_path(cfg.results_dir, record))
     return accuracies[0]
-
-
-def recorded_settings(cfg):
-    """vars(cfg) as a results file records them: the PATH_SETTINGS by in_repository."""
-    return {k: in_repository(v) if k in PATH_SETTINGS and v is not None else v
-            for k, v in vars(cfg).items()}
 
 
 def measure(cfg, M, log_probs, errors, labels):

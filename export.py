@@ -4,9 +4,10 @@ import os
 from argparse import Namespace
 
 from data_loader import get_test_loader
-from evaluate import EVAL_BATCH, accuracy_curve, read_results, recorded_settings, run_glimpses
+from evaluate import EVAL_BATCH, accuracy_curve, read_results, run_glimpses
 from model import load_pretrained
-from utils import CheckpointError, from_repository, load_checkpoint, save_checkpoint
+from utils import (CheckpointError, from_repository, load_checkpoint, recorded_settings,
+                   save_checkpoint)
 
 
 def first_batch_accuracy(model, cfg):

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from config import ADDED_SETTINGS, run_name, seed_of, training_settings
 from model import RecurrentAttention
-from utils import (CheckpointError, RunLock, load_checkpoint, replacing, save_checkpoints,
-                   save_glimpse_trace)
+from utils import (CheckpointError, RunLock, load_checkpoint, recorded_settings, replacing,
+                   save_checkpoints, save_glimpse_trace)
 
 # The optional terms of loss_terms: the flag of the variants that have each, and the flag of
 # its weight (None: weight 1). A new term is a row here and its formula in loss_terms.
@@ -215,8 +215,10 @@ class Run:
 
     # ---------------------------------------------------------------- checkpoints
     def checkpoint(self, model, optimizer, r):
-        """Everything a resume needs; the run is row r of the group's model and optimiser."""
-        return {"config": vars(self.cfg), "model": model.run_state(r),
+        """Everything a resume needs; the run is row r of the group's model and optimiser. Its
+        folders are recorded relative to the repository, so that a study's checkpoints can be
+        committed and resumed in another clone."""
+        return {"config": recorded_settings(self.cfg), "model": model.run_state(r),
                 "optimizer": optimizer.run_state(r), "schedule": self.schedule.state_dict(),
                 "data": {"train": self.train_loader.state_dict(self.state.batch),
                          "valid": self.valid_loader.state_dict()},

@@ -115,6 +115,18 @@ def in_repository(path):
     return absolute if outside else relative
 
 
+# The settings that name a file or a folder: results files and checkpoints record them by
+# in_repository.
+PATH_SETTINGS = ("checkpoint", "data_dir", "ckpt_dir", "logs_dir", "results_dir")
+
+
+def recorded_settings(cfg):
+    """vars(cfg) as results files and checkpoints record them: the PATH_SETTINGS by
+    in_repository, so that a committed file names no folder of the machine that wrote it."""
+    return {k: in_repository(v) if k in PATH_SETTINGS and v is not None else v
+            for k, v in vars(cfg).items()}
+
+
 def from_repository(path):
     """A path recorded by `in_repository`, as a path to open from any working directory."""
     return os.path.join(REPOSITORY, path)

@@ -13,10 +13,10 @@ import model as model_module
 import report
 from config import TRAINING
 from conftest import DATA, ROOT, cli, run_main
-from evaluate import PATH_SETTINGS, read_results
+from evaluate import read_results
 from export import first_batch_accuracy
 from model import load_pretrained
-from utils import load_checkpoint, load_glimpse_trace
+from utils import PATH_SETTINGS, load_checkpoint, load_glimpse_trace
 
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "pretrained", "*.pt")))  # best and latest
 SHIPPED_BEST = [p for p in SHIPPED if p.endswith("_best.pt")]

@@ -3,6 +3,7 @@ ends (between epochs, and on translated MNIST), a failed save keeps the previous
 and a diverging loss stops before it spoils one. The same for groups of runs, and mid-epoch
 after SIGINT: tests/test_group.py."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,25 @@ def test_translated_resume_is_exact(tmp_path):
     assert main.main(args + run_dirs(b) + ["--epochs=2", "--resume=True"]) == 0
     run = "translated_ram_6_12x12_s2_k3_original_seed1_subset320"
     assert_same_training_state(ckpt(a, run=run), ckpt(b, run=run))
+
+
+def test_checkpoints_committed_in_one_clone_resume_exactly_in_another(tmp_path, monkeypatch):
+    """A checkpoint names its folders relative to the repository, not the machine's paths:
+    a study's checkpoints committed from one clone and resumed in a clone elsewhere end where
+    an uninterrupted run ends."""
+    a, first, second = tmp_path / "a", tmp_path / "first", tmp_path / "second"
+    assert main.main(SMALL_RUN + run_dirs(a) + ["--epochs=2"]) == 0
+    monkeypatch.setattr(utils, "REPOSITORY", str(first))
+    assert main.main(SMALL_RUN + run_dirs(first / "runs") + ["--epochs=1"]) == 0
+    for kind in ("latest", "best"):
+        saved = ckpt(first / "runs", kind, RUN0)["config"]
+        assert [saved[k] for k in ("ckpt_dir", "logs_dir", "results_dir")] == [
+            os.path.join("runs", d) for d in ("ckpt", "logs", "results")]
+    shutil.copytree(first / "runs", second / "runs")
+    shutil.rmtree(first)
+    monkeypatch.setattr(utils, "REPOSITORY", str(second))
+    assert main.main(SMALL_RUN + run_dirs(second / "runs") + ["--epochs=2", "--resume=True"]) == 0
+    assert_same_training_state(ckpt(a, run=RUN0), ckpt(second / "runs", run=RUN0))
 
 
 def test_a_loss_weight_of_a_term_the_variant_lacks_does_not_block_a_resume(tmp_path):
