@@ -500,4 +500,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # Started in the background (`nohup python sweep.py ... &`), the sweep inherits SIGINT
+    # ignored: `kill -INT` and `kill -TERM` then stop it as Ctrl-C does (every group saves).
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.default_int_handler)
     sys.exit(main())

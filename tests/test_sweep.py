@@ -44,11 +44,14 @@ def python(*args):
                                          text=True)
 
 
-def sweep(out, *flags, **env):
+def sweep(out, *flags, background=False, **env):
     """`python sweep.py` on the test runs, its files under `out`, with the environment
-    variables `env` too: a started process."""
+    variables `env` too: a started process. background: started as a shell starts `cmd &`,
+    with SIGINT ignored."""
     cmd, kw = python("sweep.py", *RUN, f"--storage={out}", "--group_size=2", *flags)
     kw["env"].update(env)
+    if background:
+        kw["preexec_fn"] = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
     return subprocess.Popen(cmd, **kw)
 
 
@@ -148,13 +151,14 @@ def test_a_grid_trains_the_groups_of_main_py_and_a_second_sweep_trains_nothing(
 
 
 def test_ctrl_c_and_a_killed_worker_end_in_the_uninterrupted_checkpoints(tmp_path, reference):
-    """Ctrl-C on the driver in epoch 2: the task saves a resumable checkpoint and the sweep
-    exits 130. Started again, it resumes; its worker, killed mid-epoch, is retried by Ray and
-    resumes again. The runs end exactly where main.py's uninterrupted group ends."""
+    """`kill -INT` on the driver in epoch 2, of a sweep started in the background (which
+    inherits SIGINT ignored): the task saves a resumable checkpoint and the sweep exits 130.
+    Started again, it resumes; its worker, killed mid-epoch, is retried by Ray and resumes
+    again. The runs end exactly where main.py's uninterrupted group ends."""
     flags = ("--evaluate=False", "--report=False", *GROUPS["original"])
     ckpt_dir = tmp_path / "runs" / "sweep" / "ckpt"
     latest = ckpt_dir / f"{runs('original')[1]}_latest.pt"
-    proc = sweep(tmp_path, *flags)
+    proc = sweep(tmp_path, *flags, background=True)
     wait_for(latest.exists, proc)  # epoch 1 is saved: epoch 2 has begun
     proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
