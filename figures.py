@@ -227,9 +227,11 @@ def plot_lambda_map(cells, measures, title, path, columns=3):
 def plot_recipes(recipes, title, path, floor=95):
     """Validation accuracy against the epoch, a line per recipe: the mean over its seeds (up
     to the epoch every seed reached), a band from the lowest to the highest seed, and a
-    triangle on the mean where each seed's learning rate was first cut; y from `floor` %.
+    triangle on the mean where each seed's learning rate was first cut; a dashed line, the
+    mean training accuracy, where every seed has one; y from `floor` %.
 
-    recipes: {label: [{"valid_acc": [...], "lr": [...]} of each seed]} (report.training_curves)."""
+    recipes: {label: [{"valid_acc": [...], "lr": [...], "train_acc": [...] (optional)} of each
+    seed]} (report.training_curves)."""
     plt = _pyplot()
     # the legend goes under the axes, a line per recipe: the curves meet at the top right
     fig, ax = plt.subplots(figsize=(8, 4.5 + 0.17 * len(recipes)))
@@ -242,13 +244,18 @@ def plot_recipes(recipes, title, path, floor=95):
                 label=f"{label} ({len(seeds)} seeds, best {acc.max(1).mean():.2f}%)")
         ax.fill_between(epochs, acc.min(0), acc.max(0), color=color, alpha=0.2, lw=0)
         top = max(top, acc.max())
+        if all("train_acc" in s for s in seeds):
+            train = 100 * np.array([s["train_acc"][:n] for s in seeds]).mean(0)
+            ax.plot(epochs, train, "--", color=color, lw=0.8,
+                    label=f"  training accuracy (running, sampled l_t), last {train[-1]:.2f}%")
+            top = max(top, train.max())
         cuts = [next(e for e, lr in enumerate(s["lr"][:n], 1) if lr < s["lr"][0])
                 for s in seeds if min(s["lr"][:n]) < s["lr"][0]]
         ax.plot(cuts, acc.mean(0)[np.array(cuts, dtype=int) - 1], "v", color=color,
                 markersize=5)
     ax.set_ylim(floor, top + 0.2)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%), N = T, M = 1")
+    ax.set_ylabel("accuracy (%), N = T, M = 1")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7)

@@ -151,8 +151,9 @@ def _recipe_figures(curves, plots_dir):
             if run[setting] is not None)
         label = f"{LABELS[run['variant']]}{weights}: {run['recipe'] or 'paper recipe'}"
         by_dataset.setdefault(run["dataset"], {})[label] = [curve for _, curve in seeds]
-    return [plot_recipes(recipes, f"Validation accuracy of original RAM's recipes on "
-                         f"{DATASET_TITLES.get(dataset, dataset)} (triangles: the first lr cut)",
+    return [plot_recipes(recipes, f"Accuracy of original RAM's recipes on "
+                         f"{DATASET_TITLES.get(dataset, dataset)}\nvalidation (lines, band: seeds), "
+                         "training (dashed); triangles: the first lr cut",
                          os.path.join(plots_dir, f"recipes_{dataset}.png"))
             for dataset, recipes in sorted(by_dataset.items())]
 
@@ -268,8 +269,9 @@ def _first_epoch_ended(run_dir):
 
 
 def training_curves(logs_dirs):
-    """{run: {"valid_acc": [accuracy after each epoch done], "lr": [...]}} from the epochs.csv
-    of every run in logs_dirs: the validation curves by which recipes are chosen."""
+    """{run: {"train_acc": [...], "valid_acc": [accuracy after each epoch done], "lr": [...]}}
+    from the epochs.csv of every run in logs_dirs: the validation curves by which recipes are
+    chosen, and the training accuracy that says whether a recipe underfits."""
     curves = {}
     for logs_dir in logs_dirs:
         for path in sorted(glob.glob(os.path.join(logs_dir, "*", "epochs.csv"))):
@@ -278,7 +280,8 @@ def training_curves(logs_dirs):
                 continue
             with open(path, newline="") as f:
                 rows = list(csv.DictReader(f))
-            curves[name] = {key: [float(r[key]) for r in rows] for key in ("valid_acc", "lr")}
+            curves[name] = {key: [float(r[key]) for r in rows]
+                            for key in ("train_acc", "valid_acc", "lr")}
     return curves
 
 
@@ -342,15 +345,25 @@ def _summary(made, path, compact=False):
     return made or _read_json(path)
 
 
+def _merged_summary(made, path):
+    """The summary at path with the runs of `made` added or replaced, written back where
+    `made` has any: a study's logs update its own runs and keep those of studies whose logs
+    are gone."""
+    merged = {**_read_json(path), **made}
+    if made:
+        write_json(merged, path)
+    return merged
+
+
 def write_tables(results_dir, logs_dir, curve_logs=(), lambda_cells=None):
     """results_dir/tables.md, with results_dir/first_epoch.json (the first epoch's running
-    accuracies, from logs_dir) and results_dir/training_curves.json (the validation curves
-    of the runs in curve_logs), each made from the logs where they are, read back where they
-    are not. Returns the path of the tables."""
+    accuracies, from logs_dir) and results_dir/training_curves.json (the curves of the runs in
+    curve_logs, added to the committed ones), each made from the logs where they are, read
+    back where they are not. Returns the path of the tables."""
     first_epoch = _summary(first_epoch_summary(logs_dir),
                            os.path.join(results_dir, "first_epoch.json"))
-    curves = _summary(training_curves(curve_logs),
-                      os.path.join(results_dir, TRAINING_CURVES))
+    curves = _merged_summary(training_curves(curve_logs),
+                             os.path.join(results_dir, TRAINING_CURVES))
     path = os.path.join(results_dir, "tables.md")
     with replacing(path) as f:
         f.write(results_markdown(results_dir, first_epoch, curves, lambda_cells))
@@ -364,8 +377,9 @@ def main(argv=None):
     p.add_argument("--first_epoch_logs", default="./runs/first_epoch/logs",
                    help="logs_dir of the first-epoch runs (train_iterations.csv per run)")
     p.add_argument("--curve_logs", nargs="*", default=[],
-                   help="logs_dirs of runs whose validation curves go into the recipe table "
-                        "(results/training_curves.json keeps them)")
+                   help="logs_dirs of runs whose curves go into the recipe table "
+                        "(results/training_curves.json keeps them, beside those already "
+                        "there)")
     p.add_argument("--lambda_logs", default="./runs/lambda_map/logs",
                    help="logs_dir of the lambda map's runs (their first epoch; results/"
                         f"{LAMBDA_FIRST_EPOCH} keeps it)")

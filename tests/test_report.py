@@ -222,11 +222,54 @@ def test_recipe_table_pools_the_seeds_of_each_recipe_from_their_epochs_csv(tmp_p
             "epoch,train_loss,train_acc,valid_loss,valid_acc,lr\n" + "\n".join(rows) + "\n")
     read = report.training_curves([str(tmp_path)])
     assert {k: v["valid_acc"] for k, v in read.items()} == curves
+    assert all(v["train_acc"] == [0.0] * len(v["valid_acc"]) for v in read.values())
     text = tables.recipe_table(read)
     row = next(line for line in text.splitlines() if "_b128 |" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:5] == ["1, 2", "3, 3", "92.50 +- 3.54 [90.00, 95.00]", "2, 3"]
     assert tables.recipe_table({}) == ""
+
+
+def test_curves_from_new_logs_join_the_committed_ones(tmp_path):
+    """write_tables adds the curves of the runs in curve_logs (training accuracy included) to
+    results/training_curves.json and replaces those of the same runs: the curves of studies
+    whose logs are gone stay."""
+    results, logs = tmp_path / "results", tmp_path / "logs"
+    os.makedirs(results)
+    kept = {"valid_acc": [0.5], "lr": [3e-4]}
+    (results / "training_curves.json").write_text(json.dumps({
+        "mnist_ram_6_8x8_s2_k1_original_seed1": kept,
+        "translated_ram_6_12x12_s2_k3_original_seed1": {"valid_acc": [0.1], "lr": [3e-4]}}))
+    run = logs / "translated_ram_6_12x12_s2_k3_original_seed1"
+    os.makedirs(run)
+    (run / "epochs.csv").write_text("epoch,train_loss,train_acc,valid_loss,valid_acc,lr\n"
+                                    "1,2.0,0.3,1.9,0.4,3e-4\n2,1.0,0.7,1.1,0.6,3e-5\n")
+    report.write_tables(str(results), str(tmp_path / "no_logs"), [str(logs)])
+    assert json.loads((results / "training_curves.json").read_text()) == {
+        "mnist_ram_6_8x8_s2_k1_original_seed1": kept,
+        "translated_ram_6_12x12_s2_k3_original_seed1":
+            {"train_acc": [0.3, 0.7], "valid_acc": [0.4, 0.6], "lr": [3e-4, 3e-5]}}
+    # without logs the committed curves are read back unchanged
+    before = (results / "training_curves.json").read_text()
+    report.write_tables(str(results), str(tmp_path / "no_logs"), [str(tmp_path / "none")])
+    assert (results / "training_curves.json").read_text() == before
+
+
+def test_recipe_figure_draws_the_training_accuracy_where_every_seed_has_it(tmp_path,
+                                                                           monkeypatch):
+    """plot_recipes draws a dashed mean training accuracy for a recipe whose every seed has
+    one, and none for a recipe with a seed without it (curves committed before it was kept)."""
+    import figures
+    figs = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: figs.append(fig) or path)
+    with_train = [{"valid_acc": [0.96, 0.97], "lr": [3e-4, 3e-5], "train_acc": [0.95, 0.99]},
+                  {"valid_acc": [0.96, 0.98], "lr": [3e-4, 3e-4], "train_acc": [0.97, 0.98]}]
+    without = [{"valid_acc": [0.96, 0.97], "lr": [3e-4, 3e-4]}, with_train[0]]
+    figures.plot_recipes({"a": with_train, "b": without}, "t", str(tmp_path / "r.png"))
+    dashed = [line for line in figs[0].axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1
+    assert list(dashed[0].get_ydata()) == pytest.approx([96.0, 98.5])
+    assert dashed[0].get_color() == figs[0].axes[0].get_lines()[0].get_color()
 
 
 def test_recipe_figure_draws_the_recipes_every_seed_trained_long_enough(tmp_path, monkeypatch):
