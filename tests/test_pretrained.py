@@ -40,6 +40,14 @@ def test_pretrained_stays_under_its_size_limit():
     assert sum(os.path.getsize(p) for p in SHIPPED) < 130e6
 
 
+def test_the_readme_states_the_size_of_pretrained():
+    """The README's "`pretrained/` (N MB)" is the folder's size in 10^6 bytes, rounded."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        stated = re.search(r"`pretrained/` \((\d+) MB\)", f.read())
+    assert stated, "the README no longer states the size of pretrained/"
+    assert int(stated.group(1)) == round(sum(os.path.getsize(p) for p in SHIPPED) / 1e6)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
 def test_shipped_checkpoint_gives_its_recorded_accuracy(path):
     """A shipped file holds only what testing needs, and its model still scores the accuracy

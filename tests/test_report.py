@@ -3,6 +3,7 @@ author's numbers beside ours under each protocol, and the accuracy-against-N fig
 protocol in its own panel; and on the committed results, the committed tables."""
 import json
 import os
+import re
 
 import pytest
 
@@ -451,3 +452,33 @@ def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkey
     written = report.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "p"))
     assert [os.path.basename(p) for p in written if "glimpses_" in p] == [
         "glimpses_mnist.png", "glimpses_mnist_strong.png"]
+
+
+
+# The README's results, each a phrase around "mean +- sd" and where it comes from: the
+# results folder, dataset, protocol, M, variant and N.
+README_CLAIMS = [
+    (r"original RAM ({}) against 99.12%", "", "mnist", "author", 10, "original", 6),
+    (r"collapses \(({}) at N = 50\)", "", "mnist", "author", 10, "original", 50),
+    (r"RAM \+ both keeps ({})", "", "mnist", "author", 10, "both", 50),
+    (r"original RAM ({}), short of 99%", "strong", "mnist", "ours", 1, "original", 6),
+    (r"Translated MNIST, original RAM: ({})", "strong", "translated", "ours", 1, "original", 6)]
+
+
+@pytest.mark.parametrize("phrase, folder, dataset, protocol, M, variant, n", README_CLAIMS,
+                         ids=[f"{c[1] or 'paper'}-{c[2]}-{c[5]}-N{c[6]}-{c[3]}"
+                              for c in README_CLAIMS])
+def test_the_readmes_results_are_those_of_the_committed_results(phrase, folder, dataset,
+                                                                 protocol, M, variant, n):
+    """Each mean +- sd over seeds that the README states is the one the committed results
+    files give, to the README's one decimal."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = " ".join(f.read().split())
+    stated = re.search(phrase.format(r"\d+\.\d+%? \+- \d+\.\d+%?"), readme)
+    assert stated, phrase
+    results = [r for r in report.read_results(os.path.join(ROOT, "results", folder))
+               if r["dataset"] == dataset]
+    s = tables.spread([tables.at(r, n) for r in
+                       tables.by_seed(results, protocol, M)[variant].values()])
+    assert s.n == 5
+    assert stated.group(1).replace("%", "").split() == [f"{s.mean:.1f}", "+-", f"{s.sd:.1f}"]
