@@ -195,3 +195,24 @@ def test_a_half_precision_export_keeps_float16_weights_and_their_own_accuracy(tm
     assert half["recorded"]["first_1000_accuracy"] == pytest.approx(
         full["first_1000_accuracy"], abs=0.003)
     assert half["recorded"]["test_accuracy"] == r["fixed"]["accuracy"]
+
+
+def test_the_readmes_example_prints_what_its_results_file_holds():
+    """The README's example command (the author's protocol on a shipped epoch-100 checkpoint)
+    states the accuracy at N = 6 and the released rule's points that the committed results
+    file of that evaluation holds."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = " ".join(f.read().split())
+    example = re.search(r"--checkpoint=pretrained/(\S+)_latest\.pt .*? prints ([\d.]+)% at N = 6 "
+                        r".*? with the released rule, ([\d. /]+) glimpses at ([\d. /]+)% for "
+                        r"eps ([\d. /]+)", readme)
+    assert example, "the README's example is gone"
+    run, accuracy, glimpses, accuracies, eps = example.groups()
+    path, = glob.glob(os.path.join(ROOT, "results", run, "latest-*_M10_*dynamic*_author.json"))
+    with open(path) as f:
+        measured = json.load(f)
+    assert accuracy == f"{100 * measured['fixed']['accuracy']:.2f}"
+    points = {p["exploration_rate"]: p for p in measured["dynamic"]["released"]}
+    for e, g, a in zip(*(s.split(" / ") for s in (eps, glimpses, accuracies))):
+        assert (g, a) == (f"{points[float(e)]['mean_glimpses']:.2f}",
+                          f"{100 * points[float(e)]['accuracy']:.2f}")
