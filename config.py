@@ -159,7 +159,7 @@ evaluation.add_argument("--protocol", choices=["ours", "author"], default="ours"
                         help="ours: seeds per evaluation batch of 1,000, Monte Carlo copies "
                              "averaged before a dynamic rule; author: as the released code, the "
                              "same seed before every batch of batch_size images and every copy "
-                             "stopping on its own (README, Evaluation protocols)")
+                             "stopping on its own (docs/method.md, Evaluation protocols)")
 evaluation.add_argument("--checkpoint", default=None,
                         help="with --is_train=False: test this checkpoint file; its stored "
                              "settings decide the model and the run name, so no training flags "

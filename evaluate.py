@@ -108,20 +108,20 @@ def stop_condition(p, e, eps, rule="spec"):
 def dynamic_glimpses(log_probs, errors, eps, rule="spec", batch_size=32):
     """Per-row number of glimpses and the answer of each image.
 
-    log_probs, errors: (N, n, R, K), R rows (copies) per image, each applying the rule on its
-    own (R = 1 after `monte_carlo`). Returns steps (n * R,) in 1..N, image-major, and
+    log_probs, errors: (N, n, M, K), M rows (copies) per image, each applying the rule on its
+    own (M = 1 after `monte_carlo`). Returns steps (n * M,) in 1..N, image-major, and
     answer (n,): argmax of the mean over an image's rows of log p at each row's own step.
     spec: each row stops at the first step at which `stop_condition` holds; a row that never
     stops answers at step N.
     released: the images are cut into minibatches of `batch_size` (in order, as the released
     code's loader does); a minibatch runs until the first step by which every row of its
-    batch_size * R has met the condition at least once (or N), and each row answers at the
+    batch_size * M has met the condition at least once (or N), and each row answers at the
     *last* step up to then at which the condition held (step N if it never held).
     Also returns, for the released rule, the step at which each minibatch stopped (None for
     spec).
     """
-    N, n, R, K = log_probs.shape
-    rows = n * R
+    N, n, M, K = log_probs.shape
+    rows = n * M
     log_probs, errors = log_probs.reshape(N, rows, K), errors.reshape(N, rows, K)
     cond = stop_condition(log_probs.exp(), errors, eps, rule)  # (N, rows)
     t = torch.arange(1, N + 1, device=cond.device)[:, None].expand(N, rows)
@@ -131,7 +131,7 @@ def dynamic_glimpses(log_probs, errors, eps, rule="spec", batch_size=32):
         steps = torch.where(cond, t, never).min(dim=0).values.clamp(max=N)
     else:
         met = cond.cummax(dim=0).values  # (N, rows): met at least once by step t
-        per_batch = batch_size * R
+        per_batch = batch_size * M
         pad = (-rows) % per_batch
         met_b = torch.cat([met, met.new_ones(N, pad)], dim=1).view(N, -1, per_batch)
         all_met = torch.where(met_b.all(dim=2), t[:, :1], never[:, :1]).min(dim=0).values
@@ -141,7 +141,7 @@ def dynamic_glimpses(log_probs, errors, eps, rule="spec", batch_size=32):
         steps = torch.where(held, t, torch.zeros_like(t)).max(dim=0).values
         steps = torch.where(steps == 0, torch.full_like(steps, N), steps)
     chosen = log_probs.gather(0, (steps - 1)[None, :, None].expand(1, rows, K))[0]
-    answer = chosen.view(n, R, K).mean(dim=1).argmax(dim=-1)
+    answer = chosen.view(n, M, K).mean(dim=1).argmax(dim=-1)
     return steps, answer, batch_stops
 
 

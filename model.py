@@ -39,7 +39,8 @@ class Glimpses:
     locations (R, N + 1, B, 2): l_0 .. l_N (glimpse t looks at l_{t-1}).
     log_pi (R, N, B): log pi(l_t | h_t) of the location each step chose.
     baselines (R, N, B): b_t.
-    e_t (R, N, B, K): self-uncertainty, routed for L_unc (gradient to RAM, not to f_e).
+    e_t (R, N, B, K): self-uncertainty, routed for L_unc (gradient to RAM, not to f_e; with
+        --uncertainty_routing=released, to f_e too).
     e_t_fit (R, N, B, K): the same values, routed for L_fit (gradient to f_e only).
     """
     log_probs: torch.Tensor

@@ -188,8 +188,8 @@ class LocationNetwork(nn.Module):
         return torch.clamp(mu + self.std * noise, -1, 1).detach()
 
     def log_prob(self, h, l):
-        """log pi(l | h), with gradients to fc only: h (R, ..., hidden_size), l (R, ..., 2)
-        -> (R, ...)."""
+        """log pi(l | h), with gradients to the location network only (fc, and fc_hidden where
+        there is one): h (R, ..., hidden_size), l (R, ..., 2) -> (R, ...)."""
         return (-(l - self.mu(h)) ** 2 / (2 * self.std**2)
                 - math.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
 

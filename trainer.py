@@ -56,33 +56,38 @@ def loss_terms(out, y, weights):
 
     out: Glimpses of R runs over T steps, y: (R, B) labels, weights: loss_weights. Returns
     (terms, reward): terms maps a name to an (R,) tensor, already weighted, run r's loss being
-    the sum of the terms' r-th entries; reward R (R, B) is 1 where argmax p_T == y. Which
+    the sum of the terms' r-th entries; reward (R, B) is 1 where argmax p_T == y (the paper's
+    reward R, named `reward` here since R counts the runs in every shape). Which
     parameters each term reaches is set by the detaches in modules.py and here, and checked
     term by term, run by run, in tests/test_gradients.py.
     """
     log_p_T = out.log_probs[:, -1]  # (R, B, K): the prediction after the last glimpse
-    # R is a reward, not a function to differentiate (argmax has no gradient anyway).
+    # The reward is not a function to differentiate (argmax has no gradient anyway).
     reward = (log_p_T.argmax(dim=-1) == y).float()
-    # The same R for every step: one reward at the end, credited to every action.
-    R = reward.unsqueeze(1).expand_as(out.baselines)  # (R, T, B)
+    # The same reward for every step: one reward at the end, credited to every action.
+    reward_t = reward.unsqueeze(1).expand_as(out.baselines)  # (R, T, B)
     K = log_p_T.shape[-1]
     # detach the target: the error network fits |onehot(y) - p_t|, it must not move p_t.
     target = (F.one_hot(y, K).to(log_p_T.dtype).unsqueeze(1) - out.log_probs.exp()).abs().detach()
     return {
         # Classification, NLL of p_T: trains action, core and glimpse networks.
         "action": -log_p_T.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(dim=-1),
-        # Baseline regression on R: trains the baseline network only (it reads h_t.detach()).
-        "baseline": ((out.baselines - R) ** 2).mean(dim=(1, 2)),
+        # Baseline regression on the reward: trains the baseline network only (it reads
+        # h_t.detach()).
+        "baseline": ((out.baselines - reward_t) ** 2).mean(dim=(1, 2)),
         # REINFORCE: detach b_t, the baseline is a constant in the policy gradient; log pi
         # reaches the location network only (it reads h_t.detach() and l_t is an action).
         "reinforce": weights["reinforce"]
-        * (-out.log_pi * (R - out.baselines.detach())).sum(dim=1).mean(dim=-1),
-        # L_fit, the error network's regression on the error it predicts.
+        * (-out.log_pi * (reward_t - out.baselines.detach())).sum(dim=1).mean(dim=-1),
+        # L_fit, the error network's regression on the error it predicts: trains f_e only
+        # (e_t_fit reads h_t and p_t detached).
         "fit": weights["fit"] * ((out.e_t_fit - target) ** 2).mean(dim=(1, 2, 3)),
-        # L_unc = lambda_1 sum_{b,t,k} e_t: reaches RAM through h_t and p_t, not f_e.
+        # L_unc = lambda_1 sum_{b,t,k} e_t: trains action, core and glimpse networks through
+        # h_t and p_t, not f_e (with --uncertainty_routing=released, f_e's weights too).
         "uncertainty": weights["uncertainty"] * out.e_t.sum(dim=(1, 2, 3)),
         # Cross-entropy to the uniform label: sum_k -(1/K) log p_T[b, k], SUMMED over the batch
-        # as in the released code (so lambda_intrinsic is tied to batch size 32).
+        # as in the released code (so lambda_intrinsic is tied to batch size 32): trains
+        # action, core and glimpse networks.
         "intrinsic": weights["intrinsic"] * (-log_p_T.mean(dim=-1)).sum(dim=-1),
     }, reward
 
@@ -155,7 +160,10 @@ class StackedAdam:
 class Schedule:
     """One run's learning rate. exp: init_lr x 0.95^epoch. plateau: ReduceLROnPlateau's rule
     on the validation loss (x0.1 after more than lr_patience epochs without a relative
-    improvement of 1e-4); plateau_acc: the same rule on minus the validation accuracy."""
+    improvement of 1e-4); plateau_acc: the same rule on minus the validation accuracy, as
+    ReduceLROnPlateau(mode="min") runs it on a negative metric: there the relative threshold
+    lies above the best, so an accuracy up to 1e-4 x best below the best (a tie included)
+    counts as an improvement and becomes the new best."""
 
     def __init__(self, cfg):
         self.kind, self.init_lr, self.patience = cfg.lr_schedule, cfg.init_lr, cfg.lr_patience
