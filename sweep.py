@@ -397,7 +397,9 @@ class Sweep:
 
     def _wait(self):
         while self.tasks:
-            done, _ = self.ray.wait(list(self.tasks), num_returns=1, timeout=0.2)
+            # A task that ends returns at once; the timeout only paces the progress bar, whose
+            # reads of every run's epochs.csv and of the events queue take CPU from training.
+            done, _ = self.ray.wait(list(self.tasks), num_returns=1, timeout=1.0)
             self._show_progress()
             for ref in done:
                 if ref in self.tasks:  # not already told as the training of an evaluation
