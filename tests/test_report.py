@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import figures
 import report
 import tables
 from conftest import ROOT, settings
@@ -260,7 +261,6 @@ def test_recipe_figure_draws_the_training_accuracy_where_every_seed_has_it(tmp_p
                                                                            monkeypatch):
     """plot_recipes draws a dashed mean training accuracy for a recipe whose every seed has
     one, and none for a recipe with a seed without it (curves committed before it was kept)."""
-    import figures
     figs = []
     monkeypatch.setattr(figures, "_save", lambda fig, path: figs.append(fig) or path)
     with_train = [{"valid_acc": [0.96, 0.97], "lr": [3e-4, 3e-5], "train_acc": [0.95, 0.99]},
@@ -452,7 +452,6 @@ def test_paper_and_strong_recipes_sit_side_by_side_per_protocol(tmp_path, monkey
     written = report.make_figures(str(tmp_path), str(tmp_path / "no_logs"), str(tmp_path / "p"))
     assert [os.path.basename(p) for p in written if "glimpses_" in p] == [
         "glimpses_mnist.png", "glimpses_mnist_strong.png"]
-
 
 
 # The README's results, each a phrase around "mean +- sd" and where it comes from: the
